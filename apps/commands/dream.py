@@ -1,0 +1,100 @@
+"""`streamdream dream`: DeepDream on a picture."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tqdm import tqdm
+
+from streamdream.errors import StreamdreamError
+
+from ..options import add_model_options, add_video_options, run_video, size_arg
+
+DREAM_EXAMPLES = """examples:
+  streamdream dream photo.jpg -o dream.png
+  streamdream dream photo.jpg -o dream.png --objective "blocks.4:39 + 0.5*blocks.5" --octaves 5 --lapnorm
+  streamdream dream photo.jpg -o dream.jpg --objective logit:1 --max-side 1024 --seed 7
+  streamdream dream --noise --size 512x512 -o noise.png --objective blocks.3:12
+  streamdream dream photo.jpg -o guided.png --guide clouds.jpg
+  streamdream dream samples/pan.mp4 -o pan_dream.mp4
+  streamdream dream clip.mov -o dream.mp4 --max-side 640 --carry 0.95 --frame-iterations 5 --overwrite
+  streamdream dream clip.mp4 -o flicker.mp4 --independent
+"""
+
+
+def add_dream_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("dream")
+    group.add_argument("--objective", help='what to amplify, e.g. "blocks.4", "blocks.4:39", "logit:285", "blocks.4:3 + 0.5*blocks.5" (default: the model\'s dream layer)')
+    group.add_argument("--guide", metavar="IMAGE", help="dream toward the features of this image")
+    group.add_argument("--octaves", type=int, default=4, help="octave pyramid levels (default %(default)s)")
+    group.add_argument("--octave-scale", type=float, default=1.4, help="size ratio between octaves (default %(default)s)")
+    group.add_argument("--iterations", type=int, default=10, help="gradient steps per octave (default %(default)s)")
+    group.add_argument("--step", type=float, help="step size in pixel units of [0, 1] (default: the model's)")
+    group.add_argument("--jitter", type=int, default=32, help="random shift in pixels before each step (default %(default)s)")
+    group.add_argument("--tile", type=int, default=512, help="gradient tile size in pixels; lower it to save memory (default %(default)s)")
+    group.add_argument("--lapnorm", action="store_true", help="Laplacian-pyramid gradient normalization (smoother, larger features)")
+    group.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same pixels (default %(default)s)")
+
+
+def dreamer_from(args: argparse.Namespace):
+    from streamdream.dream import Dreamer
+    from streamdream.io.images import load_image
+
+    return Dreamer(
+        args.model,
+        args.objective,
+        guide_image=load_image(args.guide) if args.guide else None,
+        octaves=args.octaves,
+        octave_scale=args.octave_scale,
+        iterations=args.iterations,
+        step=args.step,
+        jitter=args.jitter,
+        tile=args.tile,
+        lapnorm=args.lapnorm,
+        device=args.device,
+        weights=args.weights,
+    )
+
+
+def run_dream(args: argparse.Namespace) -> None:
+    """Dream a still, or hand a video to the frame pipeline."""
+    from streamdream.dream import noise_image
+    from streamdream.io.images import Picture, check_image_output, load_image, resize_picture, save_image
+
+    from streamdream.io.video import is_video_path
+
+    if args.noise == (args.input is not None):
+        raise StreamdreamError("give an INPUT image or video, or --noise (with --size) to start from noise")
+    if args.input and is_video_path(args.input):
+        return run_video(args, dreamer_from(args))
+    check_image_output(args.output)
+    picture = load_image(args.input) if args.input else Picture(noise_image(*args.size, seed=args.seed), None)
+    if args.max_side:
+        picture = resize_picture(picture, args.max_side)
+    dreamer = dreamer_from(args)
+    height, width = picture.rgb.shape[:2]
+    if args.verbose:
+        print(f"model {dreamer.model.name} on {dreamer.device}, objective {dreamer.objective.description}, {width}x{height}", file=sys.stderr)
+    with tqdm(total=dreamer.steps(height, width), desc="dreaming", unit="step", disable=args.quiet) as bar:
+        result = dreamer.dream(picture.rgb, seed=args.seed, progress=bar.update)
+    if args.verbose:
+        print(f"objective {dreamer.objective_value(picture.rgb):.4g} -> {dreamer.objective_value(result):.4g}", file=sys.stderr)
+    save_image(args.output, result, picture.alpha, quality=args.quality)
+    print(args.output)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("dream", help="dream a picture or a video", description="Amplify what a layer of an ImageNet CNN sees in a picture or a video.", epilog=DREAM_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input", nargs="?", metavar="INPUT", help="image (PNG, JPEG, WebP, BMP, TIFF) or video (MP4, MOV, MKV, WebM, AVI, GIF)")
+    parser.add_argument("-o", "--output", required=True, help="output file; the format follows the extension")
+    parser.add_argument("--noise", action="store_true", help="start from noise instead of a picture")
+    parser.add_argument("--size", type=size_arg, default=(512, 512), help="noise size WxH (default 512x512)")
+    parser.add_argument("--max-side", type=int, help="resize the input so its longer side is N pixels first (videos: at most N)")
+    parser.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1-100 (default %(default)s)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print the model, the objective and its value before and after")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_model_options(parser)
+    add_dream_options(parser)
+    add_video_options(parser)
+    parser.set_defaults(run=run_dream)

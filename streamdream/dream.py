@@ -1,0 +1,149 @@
+"""DeepDream: amplify what a layer of a frozen ImageNet CNN sees in a picture.
+
+`Dreamer` holds a model, an objective and the optimizer settings; it is built once and reused for
+stills, video frames and live streams. `dream()` is the one-call API for a single picture.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .convert import to_rgb, to_tensor
+from .errors import StreamdreamError
+from .io.images import from_rgb_like, resize_max_side, to_picture
+from .models import DEFAULT_MODEL, Backbone, create_model, resolve_device
+from .objectives import Objective, guide, parse_objective
+from .optimize import Ascent, Progress, dream_octaves, evaluate, make_generator, octave_sizes
+from .session import TemporalSettings
+from .temporal import Motion
+
+GUIDE_MAX_SIDE = 512
+
+
+def noise_image(width: int, height: int, seed: int | None = 0) -> np.ndarray:
+    """A grey start image with faint uniform noise, the classic blank canvas for dreams from nothing."""
+    if width < 1 or height < 1:
+        raise StreamdreamError(f"noise size must be positive, got {width}x{height}")
+    noise = torch.rand(height, width, 3, generator=make_generator(seed))
+    return (100.0 + 20.0 * noise).round().to(torch.uint8).numpy()
+
+
+class Dreamer:
+    """A reusable DeepDream: model + objective + optimizer settings.
+
+    Options (all keyword, with defaults tuned for the embedded EfficientNet-Lite0):
+      objective     string such as "blocks.4:39 + 0.5*blocks.5" or an Objective; default: the model's dream layer
+      guide         picture whose features the dream should match (on the objective's single layer)
+      octaves, octave_scale, iterations, step, jitter, tile, lapnorm: see `streamdream dream --help`
+    """
+
+    def __init__(
+        self,
+        model: str | Backbone = DEFAULT_MODEL,
+        objective: str | Objective | None = None,
+        *,
+        guide_image=None,
+        octaves: int = 4,
+        octave_scale: float = 1.4,
+        iterations: int = 10,
+        step: float | None = None,
+        jitter: int = 32,
+        tile: int = 512,
+        lapnorm: bool = False,
+        device: str | torch.device = "auto",
+        weights: str | None = None,
+    ) -> None:
+        _check_positive(octaves=octaves, iterations=iterations, tile=tile, octave_scale=octave_scale)
+        if octave_scale <= 1.0:
+            raise StreamdreamError(f"octave scale must be greater than 1, got {octave_scale}")
+        self.device = resolve_device(device)
+        self.model = model if isinstance(model, Backbone) else create_model(model, weights=weights, device=self.device)
+        if not isinstance(objective, Objective):
+            objective = parse_objective(objective or self.model.defaults.dream, self.model)
+        if guide_image is not None:
+            objective = self._guide_objective(objective, guide_image)
+        self.objective = objective
+        self.ascent = Ascent(iterations=iterations, step=step or self.model.defaults.dream_step, jitter=jitter, tile=tile, lapnorm=lapnorm)
+        self.octaves = octaves
+        self.octave_scale = octave_scale
+
+    def _guide_objective(self, objective: Objective, guide_image) -> Objective:
+        layers = sorted(objective.layers)
+        if len(layers) != 1:
+            raise StreamdreamError(f"a guide image needs an objective on one layer, got {', '.join(layers)}")
+        rgb = resize_max_side(to_picture(guide_image).rgb, GUIDE_MAX_SIDE)
+        with torch.no_grad():
+            features = self.model(to_tensor(rgb, self.device), layers)[layers[0]]
+        return guide(layers[0], features)
+
+    def steps(self, height: int, width: int, octaves: int | None = None) -> int:
+        """How many optimizer steps a picture of this size takes (for progress bars)."""
+        return len(octave_sizes(height, width, octaves or self.octaves, self.octave_scale)) * self.ascent.iterations
+
+    def dream_tensor(
+        self,
+        image: torch.Tensor,
+        *,
+        generator: torch.Generator,
+        residual: torch.Tensor | None = None,
+        octaves: int | None = None,
+        iterations: int | None = None,
+        progress: Progress | None = None,
+    ) -> torch.Tensor:
+        """Dream a B x 3 x H x W tensor in [0, 1]; `residual` warm-starts it (see `dream_octaves`).
+
+        `iterations` may be 0 (the warm start alone), so it is compared with None, not truthiness.
+        """
+        return dream_octaves(
+            image.to(self.device),
+            self.model,
+            self.objective,
+            self.ascent.with_(iterations=iterations),
+            octaves=self.octaves if octaves is None else octaves,
+            octave_scale=self.octave_scale,
+            generator=generator,
+            residual=residual,
+            progress=progress,
+        )
+
+    def first_frame(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A stream's first frame gets the full still dream."""
+        return self.dream_tensor(image, generator=generator)
+
+    def next_frame(
+        self,
+        image: torch.Tensor,
+        previous_input: torch.Tensor,
+        previous_output: torch.Tensor,
+        motion: Motion,
+        settings: TemporalSettings,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """Warm start: the previous frame's dream residual, carried along the flow where it is trusted,
+        re-anchored on the new frame, then a few iterations at reduced octaves."""
+        residual = motion.carry(previous_output - previous_input) * (settings.carry * motion.mask)
+        return self.dream_tensor(
+            image, generator=generator, residual=residual, octaves=settings.frame_octaves, iterations=settings.frame_iterations
+        )
+
+    def dream(self, image, *, seed: int | None = 0, progress: Progress | None = None):
+        """Dream a numpy array or PIL image; returns the same type (alpha, if any, is kept as it was)."""
+        picture = to_picture(image)
+        out = self.dream_tensor(to_tensor(picture.rgb, self.device), generator=make_generator(seed), progress=progress)
+        return from_rgb_like(to_rgb(out), image, picture.alpha)
+
+    def objective_value(self, image) -> float:
+        """The objective's value for a picture, as the optimizer measures it."""
+        return evaluate(self.model, self.objective, to_tensor(to_picture(image).rgb, self.device), self.ascent.tile)
+
+
+def dream(image, *, seed: int | None = 0, **options):
+    """Dream one picture (numpy array or PIL image in, the same type out). Options as for `Dreamer`."""
+    return Dreamer(**options).dream(image, seed=seed)
+
+
+def _check_positive(**values: float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise StreamdreamError(f"{name.replace('_', ' ')} must be positive, got {value}")

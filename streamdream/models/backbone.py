@@ -1,0 +1,128 @@
+"""A frozen ImageNet CNN seen as an ordered list of named stages.
+
+Every mode (dream, style, saliency, inversion) asks the same question: "the activations of these
+layers for this image". Seeing a network as a flat sequence of stages answers it with a plain loop
+that stops at the deepest stage asked for, so a dream on `blocks.4` never pays for the classifier.
+Input normalization lives here, so the rest of the code works on RGB in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..errors import StreamdreamError
+
+INPUT = "input"
+"""Pseudo-layer: the image itself in [0, 1], for objectives on pixels (TV, L2)."""
+
+LOGIT = "logit"
+"""Pseudo-layer: the classifier's 1000 ImageNet logits."""
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    channels: int
+    stride: int
+
+
+@dataclass
+class ModelDefaults:
+    """What a model is best used with; tuned per backbone because layer scales differ."""
+
+    dream: str
+    content: tuple[str, ...]
+    style: tuple[str, ...]
+    dream_step: float = 0.012
+    input_size: int = 224
+    extra: dict = field(default_factory=dict)
+
+
+class Backbone(nn.Module):
+    """A frozen network with named stages, input normalization and layer metadata.
+
+    `stages` run in order; each stage's output is the activation of the layer of the same name.
+    `aliases` name a group of stages by its last one (`blocks.4` = `blocks.4.2`).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        stages: Sequence[tuple[str, nn.Module]],
+        *,
+        mean: Sequence[float],
+        std: Sequence[float],
+        defaults: ModelDefaults,
+        aliases: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.stage_names = [n for n, _ in stages]
+        self.stages = nn.ModuleList(m for _, m in stages)
+        self.aliases = dict(aliases or {})
+        self.defaults = defaults
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.eval().requires_grad_(False)
+        self.layers = self._describe()
+
+    @torch.no_grad()
+    def _describe(self) -> dict[str, LayerInfo]:
+        """Run a small probe once to learn every layer's channel count and stride."""
+        size = 64
+        x = torch.zeros(1, 3, size, size)
+        feats = self.forward(x, self.stage_names)
+        info = {INPUT: LayerInfo(INPUT, 3, 1)}
+        for n in self.stage_names:
+            f = feats[n]
+            stride = size // f.shape[-1] if f.dim() == 4 else 0
+            info[n] = LayerInfo(n, f.shape[1], stride)
+        for alias, target in self.aliases.items():
+            info[alias] = LayerInfo(alias, info[target].channels, info[target].stride)
+        return info
+
+    def resolve(self, layer: str) -> str:
+        """Map a user-facing layer name to the stage that produces it, or raise with the valid names."""
+        if layer == INPUT or layer in self.stage_names:
+            return layer
+        if layer in self.aliases:
+            return self.aliases[layer]
+        raise StreamdreamError(
+            f"unknown layer {layer!r} for model {self.name}; valid layers: {', '.join(self.public_layers())}"
+        )
+
+    def public_layers(self) -> list[str]:
+        """Every layer name in depth order, each group alias right after the stage it stands for."""
+        order = {n: i for i, n in enumerate(self.stage_names)}
+        return sorted([*self.stage_names, *self.aliases], key=lambda n: (order[self.resolve(n)], n in self.aliases))
+
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        return (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
+
+    def forward(self, image: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
+        """Activations of `layers` (user names or stage names) for `image` in [0, 1].
+
+        Stops after the deepest requested stage. The returned dict is keyed by the names asked for.
+        """
+        wanted = {layer: self.resolve(layer) for layer in layers}
+        targets = set(wanted.values())
+        out: dict[str, torch.Tensor] = {}
+        if INPUT in targets:
+            out[INPUT] = image
+        remaining = targets - {INPUT}
+        x = self.normalize(image)
+        for stage_name, stage in zip(self.stage_names, self.stages):
+            if not remaining:
+                break
+            x = stage(x)
+            if stage_name in remaining:
+                out[stage_name] = x
+                remaining.discard(stage_name)
+        return {layer: out[stage] for layer, stage in wanted.items()}
+
+    def logits(self, image: torch.Tensor) -> torch.Tensor:
+        return self.forward(image, [LOGIT])[LOGIT]

@@ -1,0 +1,38 @@
+"""Shared fixtures: the embedded model on the CPU and small real photos from scikit-image."""
+
+from __future__ import annotations
+
+import streamdream  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from PIL import Image
+
+from streamdream.models import create_model
+
+
+def small(photo: np.ndarray, width: int, height: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(photo).resize((width, height), Image.Resampling.LANCZOS))
+
+
+@pytest.fixture(scope="session")
+def model():
+    return create_model("efficientnet_lite0", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def astronaut_96() -> np.ndarray:
+    return small(skimage.data.astronaut(), 96, 96)
+
+
+@pytest.fixture(scope="session")
+def coffee_odd() -> np.ndarray:
+    """An odd, non-square size: catches off-by-one errors in octaves, tiles and pyramids."""
+    return small(skimage.data.coffee(), 101, 67)
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    torch.set_num_threads(2)

@@ -1,0 +1,111 @@
+"""The optimizer: sizes through octaves and tiles, tiled gradients, Laplacian pyramid, seeds, ranges."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from streamdream.convert import to_rgb, to_tensor
+from streamdream.dream import Dreamer, make_generator
+from streamdream.objectives import layer_l2
+from streamdream.optimize import (
+    Ascent,
+    dream_octaves,
+    laplacian_merge,
+    laplacian_normalize,
+    laplacian_split,
+    objective_gradient,
+    octave_sizes,
+    tile_slices,
+)
+
+
+@pytest.mark.parametrize("length, tile", [(100, 512), (512, 512), (513, 512), (1000, 300), (67, 16)])
+def test_tiles_cover_without_gaps_or_slivers(length, tile):
+    pieces = tile_slices(length, tile)
+    assert pieces[0].start == 0 and pieces[-1].stop == length
+    assert all(a.stop == b.start for a, b in zip(pieces, pieces[1:]))
+    sizes = [p.stop - p.start for p in pieces]
+    assert max(sizes) <= tile and max(sizes) - min(sizes) <= 1
+
+
+def test_tiled_gradient_matches_whole_image_away_from_seams(model, astronaut_96):
+    image = to_tensor(astronaut_96)
+    objective = layer_l2("blocks.1")
+    whole, value = objective_gradient(model, objective, image, tile=512)
+    tiled, tiled_value = objective_gradient(model, objective, image, tile=48)
+    assert whole.shape == tiled.shape == image.shape
+    # Each tile sees its own quarter: the gradient there has the same direction as the whole image's.
+    inner = (slice(None), slice(None), slice(8, 40), slice(8, 40))
+    cosine = torch.nn.functional.cosine_similarity(whole[inner].flatten(), tiled[inner].flatten(), dim=0)
+    assert cosine > 0.9
+    assert float(tiled_value) == pytest.approx(float(value), rel=0.3)
+
+
+def test_octave_sizes_end_at_full_size_and_stop_at_minimum():
+    sizes = octave_sizes(480, 640, 4, 1.4)
+    assert sizes[-1] == (480, 640) and len(sizes) == 4
+    assert sizes[0] == (round(480 / 1.4**3), round(640 / 1.4**3))
+    assert octave_sizes(40, 40, 6, 2.0) == [(40, 40)]
+
+
+@pytest.mark.parametrize("tile", [512, 56])
+def test_dream_keeps_size_and_range_through_octaves_and_tiles(model, coffee_odd, tile):
+    image = to_tensor(coffee_odd)
+    out = dream_octaves(image, model, layer_l2("blocks.3"), Ascent(iterations=2, tile=tile), octaves=3, octave_scale=1.3, generator=make_generator(0))
+    assert out.shape == image.shape
+    assert out.min() >= 0 and out.max() <= 1
+    assert (out - image).abs().mean() > 0.005
+
+
+def test_laplacian_pyramid_is_exactly_invertible_on_odd_sizes():
+    grad = torch.randn(2, 3, 37, 50)
+    bands = laplacian_split(grad, 4)
+    assert len(bands) == 4
+    assert [b.shape[-2:] for b in bands] == [(37, 50), (19, 25), (10, 13), (5, 7)]
+    assert torch.allclose(laplacian_merge(bands), grad, atol=1e-5)
+
+
+def test_laplacian_normalization_equalizes_band_energy():
+    y, x = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="ij")
+    # A strong smooth bump plus faint fine noise: normalization must lift the fine band to parity.
+    noise = torch.randn(64, 64, generator=torch.Generator().manual_seed(0))
+    grad = (10 * torch.exp(-4 * (x**2 + y**2)) + 0.01 * noise).expand(1, 3, 64, 64).contiguous()
+
+    def rms(band: torch.Tensor) -> torch.Tensor:
+        return band.pow(2).mean().sqrt()
+
+    before = laplacian_split(grad, 4)
+    after = laplacian_split(laplacian_normalize(grad, 4), 4)
+    ratio_before = rms(before[0]) / rms(before[-1])
+    ratio_after = rms(after[0]) / rms(after[-1])
+    assert ratio_before < 0.03
+    assert ratio_after > 5 * ratio_before
+
+
+def test_same_seed_same_pixels_other_seed_other_pixels(model, astronaut_96):
+    dreamer = Dreamer(model, "blocks.3", octaves=2, iterations=2, device="cpu")
+    first, again, other = (dreamer.dream(astronaut_96, seed=s) for s in (1, 1, 2))
+    assert (first == again).all()
+    assert (first != other).any()
+
+
+def test_lapnorm_dream_changes_the_picture(model, astronaut_96):
+    plain = Dreamer(model, "blocks.3", octaves=2, iterations=3, device="cpu")
+    lap = Dreamer(model, "blocks.3", octaves=2, iterations=3, lapnorm=True, device="cpu")
+    a, b = plain.dream(astronaut_96, seed=0), lap.dream(astronaut_96, seed=0)
+    assert a.shape == b.shape == astronaut_96.shape
+    assert (a != b).any()
+    assert lap.objective_value(b) > lap.objective_value(astronaut_96)
+
+
+def test_warm_start_residual_is_kept_when_no_iterations_change_it(model, astronaut_96):
+    """The carried residual must reach the full-size output intact, fine detail included."""
+    image = 0.25 + 0.5 * to_tensor(astronaut_96)  # mid-range, so no clamping can touch the residual
+    residual = (0.05 * torch.randn(image.shape, generator=torch.Generator().manual_seed(0))).clamp(-0.2, 0.2)
+    out = dream_octaves(image, model, layer_l2("blocks.3"), Ascent(iterations=0), octaves=3, octave_scale=1.4, generator=make_generator(0), residual=residual)
+    assert torch.allclose(out, (image + residual).clamp(0, 1), atol=1e-5)
+
+
+def test_uint8_round_trip_is_exact(astronaut_96):
+    assert (to_rgb(to_tensor(astronaut_96)) == astronaut_96).all()

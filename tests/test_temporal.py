@@ -1,0 +1,306 @@
+"""Tests for streamdream.temporal: flow direction, warping convention, occlusion check, metrics.
+
+The conventions are what matter most here: a flow with the wrong sign or a half-pixel offset in
+warping still "works" visually but smears every frame, so the tests pin down exact directions
+with known translations rather than only checking shapes.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from streamdream.temporal import (
+    FlowEstimator,
+    flow_to_tensor,
+    in_frame_mask,
+    occlusion_mask,
+    strength,
+    warp,
+    warping_error,
+)
+
+SIZE = 96  # frame side in the tests: small enough to be fast, large enough for DIS patches
+SHIFT = (3, -2)  # (dx, dy) per frame: asymmetric so swapped axes or signs show up
+
+
+def _texture(side: int = 192, seed: int = 0) -> np.ndarray:
+    """Smoothed colour noise: textured at every scale DIS looks at, no repeating pattern."""
+    rng = np.random.default_rng(seed)
+    noise = rng.random((side, side, 3), dtype=np.float32)
+    smooth = cv2.GaussianBlur(noise, (0, 0), 2.0)
+    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
+    return (smooth * 255).round().astype(np.uint8)
+
+
+def _translated_frames(count: int, shift: tuple[int, int] = SHIFT) -> list[np.ndarray]:
+    """Crops of one texture moving by `shift` per frame, so frame t(x) = frame t-1(x - shift)."""
+    big = _texture()
+    dx, dy = shift
+    x0 = y0 = (big.shape[0] - SIZE) // 2 - (count // 2) * max(abs(dx), abs(dy))
+    frames = []
+    for t in range(count):
+        y, x = y0 - t * dy, x0 - t * dx
+        frames.append(np.ascontiguousarray(big[y : y + SIZE, x : x + SIZE]))
+    return frames
+
+
+def _constant_flow(dx: float, dy: float, height: int = SIZE, width: int = SIZE) -> torch.Tensor:
+    flow = torch.empty(1, 2, height, width)
+    flow[:, 0], flow[:, 1] = dx, dy
+    return flow
+
+
+def _image(seed: int = 0, batch: int = 1, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, SIZE, SIZE, generator=generator, dtype=dtype)
+
+
+# --- FlowEstimator -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("preset", "scale"), [("fast", 1.0), ("fast", 0.5), ("medium", 1.0), ("ultrafast", 1.0)]
+)
+def test_flow_recovers_translation(preset: str, scale: float) -> None:
+    previous, current = _translated_frames(2)
+    # current(x) = previous(x - shift): the backward flow (current -> previous) is -shift
+    # and the forward flow (previous -> current) is +shift.
+    estimator = FlowEstimator(preset, scale=scale)
+    for src, dst, expected in ((current, previous, -1), (previous, current, 1)):
+        flow = estimator(src, dst)
+        assert flow.shape == (SIZE, SIZE, 2) and flow.dtype == np.float32
+        interior = flow[12:-12, 12:-12]
+        error = np.linalg.norm(interior - expected * np.array(SHIFT, np.float32), axis=-1)
+        assert error.mean() < 0.5, (preset, scale, error.mean())
+
+
+def test_flow_accepts_gray_and_rejects_bad_input() -> None:
+    previous, current = _translated_frames(2)
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in (current, previous)]
+    flow = FlowEstimator("fast")(*gray)
+    assert np.abs(flow[12:-12, 12:-12] + np.array(SHIFT)).mean() < 0.5
+    with pytest.raises(ValueError, match="uint8"):
+        FlowEstimator()(current.astype(np.float32), previous.astype(np.float32))
+    with pytest.raises(ValueError, match="size"):
+        FlowEstimator()(current, previous[:-1])
+
+
+def test_bad_preset_and_scale_raise() -> None:
+    with pytest.raises(ValueError, match="ultrafast, fast, medium"):
+        FlowEstimator("slow")
+    with pytest.raises(ValueError, match="scale"):
+        FlowEstimator("fast", scale=0.0)
+
+
+def test_flow_to_tensor_layout() -> None:
+    flow = np.stack([np.full((4, 5), 1.5), np.full((4, 5), -2.0)], axis=-1).astype(np.float32)
+    tensor = flow_to_tensor(flow, "cpu")
+    assert tensor.shape == (1, 2, 4, 5) and tensor.dtype == torch.float32
+    assert torch.all(tensor[0, 0] == 1.5) and torch.all(tensor[0, 1] == -2.0)
+
+
+# --- warp ------------------------------------------------------------------------------------
+
+
+def test_warp_zero_flow_is_identity() -> None:
+    image = _image(batch=2)
+    out = warp(image, torch.zeros(2, 2, SIZE, SIZE))
+    torch.testing.assert_close(out, image, atol=1e-5, rtol=0)
+
+
+def test_warp_constant_flow_is_shift() -> None:
+    image = _image()
+    dx, dy = 2, -3
+    out = warp(image, _constant_flow(dx, dy))
+    # out[y, x] = image[y + dy, x + dx]; compare where the source is inside the image.
+    expected = image[:, :, : SIZE + dy, dx:]
+    torch.testing.assert_close(out[:, :, -dy:, : SIZE - dx], expected, atol=1e-5, rtol=0)
+    # Border padding: sources beyond the right edge read the last column.
+    torch.testing.assert_close(
+        out[:, :, -dy:, SIZE - 1], image[:, :, : SIZE + dy, SIZE - 1], atol=1e-5, rtol=0
+    )
+
+
+def test_warp_half_pixel_is_bilinear_average() -> None:
+    """Pins the pixel-centre convention: a half-pixel flow must average exact neighbours."""
+    image = _image()
+    out = warp(image, _constant_flow(0.5, 0.0))
+    expected = 0.5 * (image[..., :-1] + image[..., 1:])
+    torch.testing.assert_close(out[..., :-1], expected, atol=1e-5, rtol=0)
+
+
+def test_warp_matches_estimated_backward_flow() -> None:
+    """warp(previous, estimator(current, previous)) must reproduce the current frame."""
+    previous, current = _translated_frames(2)
+    backward = flow_to_tensor(FlowEstimator("medium")(current, previous), "cpu")
+    previous_t, current_t = (
+        torch.from_numpy(f).permute(2, 0, 1)[None] / 255 for f in (previous, current)
+    )
+    error = (warp(previous_t, backward) - current_t).abs()[..., 12:-12, 12:-12].mean()
+    assert error < 0.01
+    unwarped = (previous_t - current_t).abs()[..., 12:-12, 12:-12].mean()
+    assert unwarped > 5 * error
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_warp_keeps_shape_dtype_device(dtype: torch.dtype) -> None:
+    image = _image(batch=2, dtype=dtype)[:, :, :, :80]
+    out = warp(image, torch.zeros(2, 2, SIZE, 80))
+    assert out.shape == image.shape and out.dtype == dtype and out.device == image.device
+    torch.testing.assert_close(out, image, atol=1e-3, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_warp_and_mask_on_cuda_match_cpu() -> None:
+    image, flow = _image(), _constant_flow(1.25, -0.75)
+    out = warp(image.cuda(), flow.cuda())
+    assert out.is_cuda
+    torch.testing.assert_close(out.cpu(), warp(image, flow), atol=1e-5, rtol=0)
+    half = warp(image.cuda().half(), flow.cuda())
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float().cpu(), warp(image, flow), atol=2e-3, rtol=0)
+    mask = occlusion_mask(-flow.cuda(), flow.cuda())
+    assert mask.is_cuda
+    assert torch.equal(mask.cpu(), occlusion_mask(-flow, flow))
+
+
+def test_warp_rejects_mismatched_shapes() -> None:
+    with pytest.raises(ValueError):
+        warp(_image(), torch.zeros(1, 2, SIZE, SIZE - 1))
+    with pytest.raises(ValueError):
+        warp(_image(), torch.zeros(1, 3, SIZE, SIZE))
+
+
+# --- occlusion_mask -----------------------------------------------------------------------
+
+
+def test_occlusion_mask_translation() -> None:
+    dx, dy = SHIFT
+    # Current(x) = previous(x - shift): backward flow -shift, forward flow +shift.
+    mask = occlusion_mask(_constant_flow(dx, dy), _constant_flow(-dx, -dy))
+    assert mask.shape == (1, 1, SIZE, SIZE)
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    # Pixels x whose source x - shift is outside: first dx columns, last |dy| rows.
+    expected = torch.ones(SIZE, SIZE)
+    expected[:, :dx] = 0
+    expected[SIZE + dy :, :] = 0
+    assert torch.equal(mask[0, 0], expected)
+    assert torch.equal(in_frame_mask(_constant_flow(-dx, -dy))[0, 0], expected)
+
+
+def test_occlusion_mask_flags_disocclusion() -> None:
+    backward = _constant_flow(-2.0, 0.0)
+    forward = _constant_flow(2.0, 0.0)
+    # In the previous frame the block [30:50, 40:60] moves elsewhere, so round trips from the
+    # current pixels that land there do not come back.
+    forward[:, 0, 30:50, 40:60] = -3.0
+    mask = occlusion_mask(forward, backward)[0, 0]
+    # Current pixels x land at x - 2: the rejected block is shifted 2 columns right.
+    expected = torch.ones(SIZE, SIZE)
+    expected[30:50, 42:62] = 0
+    expected[:, :2] = 0  # sources left of the frame
+    assert torch.equal(mask, expected)
+
+
+def test_occlusion_mask_flags_motion_boundary() -> None:
+    # Left half still, right half moving 4 px to the left (source 4 px to the right).
+    edge = 40
+    backward = torch.zeros(1, 2, SIZE, SIZE)
+    backward[:, 0, :, edge:] = 4.0
+    forward = torch.zeros(1, 2, SIZE, SIZE)
+    forward[:, 0, :, edge:] = -4.0  # consistent: the round trip returns home everywhere
+    mask = occlusion_mask(forward, backward)[0, 0]
+    assert torch.all(mask[:, edge - 1 : edge + 1] == 0)  # the boundary columns
+    assert torch.all(mask[:, : edge - 1] == 1)
+    assert torch.all(mask[:, edge + 1 : SIZE - 4] == 1)
+    assert torch.all(mask[:, SIZE - 4 :] == 0)  # sources right of the frame
+
+
+def test_occlusion_mask_batch_and_shape_check() -> None:
+    flows = torch.zeros(3, 2, SIZE, SIZE)
+    assert occlusion_mask(flows, flows).shape == (3, 1, SIZE, SIZE)
+    with pytest.raises(ValueError):
+        occlusion_mask(flows, flows[:1])
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def _flicker(frames: list[np.ndarray], amount: float = 20.0, seed: int = 1) -> list[np.ndarray]:
+    """Add independent per-frame noise, the way an incoherent per-frame stylisation would."""
+    rng = np.random.default_rng(seed)
+    return [
+        np.clip(f + rng.normal(0, amount, f.shape), 0, 255).astype(np.uint8) for f in frames
+    ]
+
+
+def _gt_backward_flows(count: int) -> list[np.ndarray]:
+    dx, dy = SHIFT
+    flow = np.empty((SIZE, SIZE, 2), np.float32)
+    flow[..., 0], flow[..., 1] = -dx, -dy
+    return [flow] * (count - 1)
+
+
+def test_warping_error_static_sequence_is_zero() -> None:
+    frames = [_texture()[:SIZE, :SIZE]] * 4
+    zero_flows = [np.zeros((SIZE, SIZE, 2), np.float32)] * 3
+    assert warping_error(frames, flows=zero_flows) == pytest.approx(0.0, abs=1e-9)
+    assert warping_error(frames, frames, estimator=FlowEstimator("fast")) < 1e-6
+
+
+def test_warping_error_ground_truth_flows() -> None:
+    frames = _translated_frames(5)
+    following = warping_error(frames, flows=_gt_backward_flows(5))
+    assert following == pytest.approx(0.0, abs=1e-9)
+    flickering = warping_error(_flicker(frames), flows=_gt_backward_flows(5))
+    assert flickering > 0.005
+    # Outputs that ignore the motion (a still image) are penalised too: this fails if the
+    # metric warps in the wrong direction, because then following outputs would score badly.
+    still = [frames[0]] * 5
+    assert warping_error(still, flows=_gt_backward_flows(5)) > 0.005
+
+
+def test_warping_error_estimated_flows_agree_in_ordering() -> None:
+    frames = _translated_frames(5)
+    estimator = FlowEstimator("medium")
+    following = warping_error(iter(frames), iter(frames), estimator=estimator)
+    flickering = warping_error(iter(_flicker(frames)), iter(frames), estimator=estimator)
+    still = warping_error([frames[0]] * 5, frames, estimator=estimator)
+    assert following < 1e-3
+    assert flickering > 5 * following and still > 5 * following
+
+
+def test_warping_error_default_estimator_and_streaming() -> None:
+    frames = _translated_frames(3)
+    outputs = (f for f in _flicker(frames))  # a one-pass generator
+    assert warping_error(outputs, iter(frames)) > 0.005
+
+
+def test_warping_error_argument_errors() -> None:
+    frames = _translated_frames(3)
+    with pytest.raises(ValueError, match="exactly one"):
+        warping_error(frames)
+    with pytest.raises(ValueError, match="exactly one"):
+        warping_error(frames, frames, flows=_gt_backward_flows(3))
+    with pytest.raises(ValueError, match="estimator"):
+        warping_error(frames, flows=_gt_backward_flows(3), estimator=FlowEstimator())
+    with pytest.raises(ValueError, match="two frames"):
+        warping_error(frames[:1], frames[:1])
+    with pytest.raises(ValueError):
+        warping_error(frames, frames[:2])
+
+
+def test_strength() -> None:
+    frames = [np.clip(f, 0, 200).astype(np.uint8) for f in _translated_frames(3)]
+    assert strength(frames, frames) == 0.0
+    brighter = [f + np.uint8(10) for f in frames]
+    assert strength(iter(brighter), iter(frames)) == pytest.approx(10 / 255, abs=1e-6)
+    as_float = [f.astype(np.float32) / 255 for f in brighter]
+    assert strength(as_float, frames) == pytest.approx(10 / 255, abs=1e-6)
+    with pytest.raises(ValueError):
+        strength(frames, frames[:2])
+    with pytest.raises(ValueError):
+        strength([], [])

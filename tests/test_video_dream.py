@@ -1,0 +1,147 @@
+"""Dreaming whole videos through the CLI: frame count, timestamps, audio, flicker, interruption, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from apps.cli import main
+from samples.make import camera_frames, make_clip, true_backward_flow
+from streamdream.dream import Dreamer
+from streamdream.io.video import read_frames
+from streamdream.session import StreamSession, TemporalSettings
+from streamdream.temporal import warping_error
+from streamdream.video import process_video
+
+FAST = ["--octaves", "2", "--iterations", "3", "--frame-iterations", "2", "--frame-octaves", "1", "--device", "cpu", "-q"]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """A real camera pan over a photo, 96x64, 12 frames at 24 fps, with a stereo AAC track."""
+    return make_clip("pan", tmp_path_factory.mktemp("clip") / "pan.mp4", size=(96, 64), fps=24, seconds=0.5)
+
+
+def timestamps(path: Path) -> list[float]:
+    return [float(frame.pts * frame.time_base) for frame in read_frames(path)]
+
+
+def audio_payloads(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return []
+        return [bytes(packet) for packet in container.demux(audio=0) if packet.size]
+
+
+def test_dreamed_video_keeps_frames_timing_and_audio(clip, tmp_path):
+    out = tmp_path / "dream.mp4"
+    assert main(["dream", str(clip), "-o", str(out), *FAST]) == 0
+    assert timestamps(out) == pytest.approx(timestamps(clip), abs=1e-3)
+    assert len(timestamps(out)) == 12
+    assert audio_payloads(out) == audio_payloads(clip) and audio_payloads(clip)
+    first_in, first_out = next(read_frames(clip)).image, next(read_frames(out)).image
+    assert np.abs(first_out.astype(int) - first_in).mean() > 3  # it really dreamed
+
+
+def test_no_audio_drops_the_track(clip, tmp_path):
+    out = tmp_path / "silent.mp4"
+    assert main(["dream", str(clip), "-o", str(out), "--no-audio", *FAST]) == 0
+    assert audio_payloads(out) == []
+
+
+def test_max_side_shrinks_video_frames(clip, tmp_path):
+    out = tmp_path / "small.mp4"
+    assert main(["dream", str(clip), "-o", str(out), "--max-side", "48", *FAST]) == 0
+    frame = next(read_frames(out)).image
+    assert frame.shape == (32, 48, 3)
+
+
+def test_warm_start_flickers_far_less_than_independent_frames():
+    """With the true camera motion as reference, carried dreams must be much steadier."""
+    frames, affines = camera_frames("pan", (96, 64), 8)
+    flows = [true_backward_flow(a, b, (96, 64)) for a, b in zip(affines, affines[1:])]
+    dreamer = Dreamer(octaves=2, iterations=4, device="cpu")
+    steady = TemporalSettings(frame_iterations=2, frame_octaves=1)
+    errors = {}
+    for name, settings in {"carried": steady, "independent": steady.with_(independent=True)}.items():
+        session = StreamSession(dreamer, settings, seed=0)
+        errors[name] = warping_error([session.process(f) for f in frames], flows=flows)
+    assert errors["carried"] < 0.5 * errors["independent"]
+
+
+def test_interrupted_render_leaves_a_playable_partial_file(clip, tmp_path):
+    out = tmp_path / "partial.mp4"
+
+    def stop_after_three(done: int, total: int | None) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        process_video(clip, out, Dreamer(octaves=1, iterations=1, device="cpu"), on_frame=stop_after_three)
+    assert len(timestamps(out)) == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["partial.mp4"]
+
+
+@pytest.mark.slow
+def test_sigint_from_the_terminal_keeps_the_frames_done(tmp_path):
+    clip = make_clip("pan", tmp_path / "long.mp4", size=(96, 64), fps=24, seconds=4)
+    out = tmp_path / "out.mp4"
+    command = [sys.executable, "-m", "apps.cli", "dream", str(clip), "-o", str(out), "--octaves", "1", "--iterations", "1", "--device", "cpu"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    seen = ""
+    while "| 3/" not in seen:  # tqdm has reported three frames
+        chunk = process.stderr.read(1)
+        assert chunk, f"render ended before it could be interrupted: {seen}"
+        seen += chunk
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "partial" in rest
+    frames = len(timestamps(out))
+    assert 3 <= frames < 96
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4", "out.mp4"]
+
+
+@pytest.mark.parametrize(
+    "make_input, message",
+    [
+        (lambda d: (d / "junk.mp4").write_bytes(os.urandom(2000)) and d / "junk.mp4", "junk.mp4"),
+        (lambda d: d / "missing.mp4", "does not exist"),
+    ],
+)
+def test_bad_video_input_is_one_line_and_exit_2(tmp_path, capsys, make_input, message):
+    source = make_input(tmp_path)
+    assert main(["dream", str(source), "-o", str(tmp_path / "out.mp4"), *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("streamdream: error:") and message in err and "\n" not in err
+    assert not (tmp_path / "out.mp4").exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+
+
+def test_existing_output_needs_overwrite(clip, tmp_path, capsys):
+    out = tmp_path / "taken.mp4"
+    out.write_bytes(b"keep me")
+    assert main(["dream", str(clip), "-o", str(out), *FAST]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == b"keep me"
+
+
+def test_evaluate_scores_videos(clip, tmp_path, capsys):
+    assert main(["evaluate", str(clip), str(clip), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["frames"] == 12
+    assert scores["strength"] == 0
+    assert scores["warping_error"] == pytest.approx(scores["input_warping_error"])
+    assert 0 < scores["input_warping_error"] < 0.01
+
+    short = make_clip("pan", tmp_path / "short.mp4", size=(96, 64), fps=24, seconds=0.25, audio=False)
+    assert main(["evaluate", str(clip), str(short)]) == 2
+    assert "different frame counts" in capsys.readouterr().err
