@@ -5,6 +5,8 @@ Python API:
     streamdream.Dreamer(**options)            reusable; .dream(image), .dream_tensor(tensor, ...)
     streamdream.create_model(name)            frozen ImageNet backbone from the registry
     streamdream.parse_objective(text, model)  objectives such as "blocks.4:39 + 0.5*blocks.5"
+    streamdream.process_video(src, dst, mode) a whole video, warm-started along optical flow, audio kept
+    streamdream.StreamSession(mode)           one stream's warm state, frame by frame (webcams, custom loops)
 """
 
 import os
@@ -20,9 +22,12 @@ from .dream import Dreamer, dream, noise_image
 from .errors import StreamdreamError
 from .models import DEFAULT_MODEL, create_model, list_models
 from .objectives import Objective, parse_objective
+from .session import StreamSession, TemporalSettings
+from .style import Stylizer, stylize
+from .video import process_video
 
 __all__ = [
     "DEFAULT_MODEL", "Dreamer", "Objective", "StreamdreamError", "create_model", "dream", "list_models",
-    "noise_image", "parse_objective",
+    "StreamSession", "Stylizer", "TemporalSettings", "noise_image", "parse_objective", "process_video", "stylize",
 ]
 __version__ = "0.1.0"

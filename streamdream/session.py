@@ -9,6 +9,7 @@ carried (a dream residual, a stylized frame) is the mode's business; this module
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -18,7 +19,7 @@ import torch
 from .convert import to_rgb, to_tensor
 from .errors import StreamdreamError
 from .optimize import make_generator
-from .temporal import FlowEstimator, Motion, estimate_motion, no_motion
+from .temporal import FlowEstimator, FramePairFlows, Motion, frame_flows, motion_from_flows, no_motion
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class TemporalSettings:
     flow_scale: float = 0.5  # flow is computed at this fraction of the frame size
     check: bool = True  # forward-backward consistency mask (Ruder et al. 2016)
     independent: bool = False  # every frame from scratch with the still settings: the flicker baseline
+    scene_cut: float = 0.3  # below this share of trusted flow pixels the carry is dropped (a cut)
+    fresh_start: str = "still"  # first frames and cuts: "still" (full still quality) or "frame" (frame settings, nothing carried)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.carry <= 1.0:
@@ -41,11 +44,29 @@ class TemporalSettings:
             raise StreamdreamError("frame iterations must be >= 0 and frame octaves >= 1")
         if self.flow not in ("dis", "none"):
             raise StreamdreamError(f"unknown flow method {self.flow!r}; use dis or none")
+        if self.fresh_start not in ("still", "frame"):
+            raise StreamdreamError(f"fresh_start must be still or frame, got {self.fresh_start!r}")
         if not 0.0 < self.flow_scale <= 1.0:
             raise StreamdreamError(f"flow scale must be in (0, 1], got {self.flow_scale}")
 
     def with_(self, **changes) -> TemporalSettings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+PRESETS: dict[str, TemporalSettings] = {
+    # Live on a CPU: one cheap step per frame, coarse fast flow, and no multi-second still dream on
+    # the first frame or after a cut (the picture would freeze); the dream builds up over frames.
+    "fast": TemporalSettings(frame_iterations=1, frame_octaves=1, flow_preset="ultrafast", flow_scale=0.5, fresh_start="frame"),
+    "balanced": TemporalSettings(),
+    "quality": TemporalSettings(frame_iterations=5, frame_octaves=3, flow_preset="medium", flow_scale=1.0),
+}
+
+
+def preset(name: str) -> TemporalSettings:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise StreamdreamError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}") from None
 
 
 class FrameMode(Protocol):
@@ -66,35 +87,92 @@ class FrameMode(Protocol):
     ) -> torch.Tensor: ...
 
 
+@dataclass
+class FrameTimings:
+    """Where the last frame's time went, in milliseconds (CUDA work is waited for before timing)."""
+
+    flow_ms: float = 0.0
+    optimize_ms: float = 0.0
+    io_ms: float = 0.0
+
+
 class StreamSession:
-    """Feed frames in order with `process`; `reset` forgets the past (a new clip, a scene cut)."""
+    """One stream's warm state. Feed frames in order with `process`; `reset` forgets the past.
+
+    `settings` may be replaced between frames (a UI slider, a preset switch) without losing the
+    warm state. A frame whose flow is trusted on less than `settings.scene_cut` of its pixels is a
+    cut (or a flash, or a jump): it is processed afresh, like a first frame, and counted in `cuts`.
+    """
 
     def __init__(self, mode: FrameMode, settings: TemporalSettings | None = None, *, seed: int | None = 0) -> None:
         self.mode = mode
-        self.settings = settings or TemporalSettings()
         self.generator = make_generator(seed)
-        self.flow = FlowEstimator(self.settings.flow_preset, self.settings.flow_scale)
         self.frames = 0
+        self.cuts = 0
+        self.timings = FrameTimings()
         self._previous: tuple[np.ndarray, torch.Tensor, torch.Tensor] | None = None
+        self.settings = settings or TemporalSettings()
+
+    @property
+    def settings(self) -> TemporalSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: TemporalSettings) -> None:
+        self._settings = settings
+        self.flow = FlowEstimator(settings.flow_preset, settings.flow_scale)
 
     def reset(self) -> None:
         self._previous = None
 
-    def process(self, rgb: np.ndarray) -> np.ndarray:
-        """The next frame's result, H x W x 3 uint8 in and out."""
+    def wants_flow(self, previous: np.ndarray | None, current: np.ndarray) -> bool:
+        """Whether this frame will be warm-started, i.e. needs flow from `previous`."""
+        return previous is not None and previous.shape == current.shape and not self.settings.independent and self.settings.flow == "dis"
+
+    def process(self, rgb: np.ndarray, flows: FramePairFlows | None = None) -> np.ndarray:
+        """The next frame's result, H x W x 3 uint8 in and out.
+
+        `flows` between the previous and this input frame may be computed ahead on another thread
+        (see `streamdream.pipeline`); otherwise they are computed here when needed.
+        """
+        started = time.perf_counter()
         image = to_tensor(rgb, self.mode.device)
-        previous = self._previous
-        if previous is None or self.settings.independent or previous[0].shape != rgb.shape:
-            out = self.mode.first_frame(image, self.generator)
-        else:
-            previous_rgb, previous_input, previous_output = previous
-            motion = self._motion(previous_rgb, rgb)
+        converted = time.perf_counter()
+        motion = self._motion(rgb, flows)
+        flowed = time.perf_counter()
+        if motion is not None:
+            _, previous_input, previous_output = self._previous
             out = self.mode.next_frame(image, previous_input, previous_output, motion, self.settings, self.generator)
+        elif self.settings.fresh_start == "frame":
+            nothing = no_motion(*rgb.shape[:2], self.mode.device)
+            out = self.mode.next_frame(image, image, image, replace(nothing, mask=torch.zeros_like(nothing.mask)), self.settings, self.generator)
+        else:
+            out = self.mode.first_frame(image, self.generator)
+        if out.device.type == "cuda":
+            torch.cuda.synchronize(out.device)
+        optimized = time.perf_counter()
+        result = to_rgb(out)
         self._previous = (rgb, image, out)
         self.frames += 1
-        return to_rgb(out)
+        finished = time.perf_counter()
+        self.timings = FrameTimings(
+            flow_ms=1000 * (flowed - converted),
+            optimize_ms=1000 * (optimized - flowed),
+            io_ms=1000 * (converted - started + finished - optimized),
+        )
+        return result
 
-    def _motion(self, previous: np.ndarray, current: np.ndarray) -> Motion:
+    def _motion(self, rgb: np.ndarray, flows: FramePairFlows | None) -> Motion | None:
+        """The motion to warm-start from, or None when this frame starts afresh."""
+        previous = self._previous
+        if previous is None or self.settings.independent or previous[0].shape != rgb.shape:
+            return None
         if self.settings.flow == "none":
-            return no_motion(*current.shape[:2], self.mode.device)
-        return estimate_motion(self.flow, previous, current, self.mode.device, check=self.settings.check)
+            return no_motion(*rgb.shape[:2], self.mode.device)
+        if flows is None:
+            flows = frame_flows(self.flow, previous[0], rgb, check=self.settings.check)
+        motion = motion_from_flows(flows, self.mode.device)
+        if float(motion.mask.mean()) < self.settings.scene_cut:
+            self.cuts += 1
+            return None
+        return motion

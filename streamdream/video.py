@@ -1,6 +1,7 @@
 """Offline video: decode -> stream session (warm-started mode) -> encode, timing and audio kept.
 
-One plain loop over the decoded frames: each frame keeps its own presentation timestamp, so the
+The frames flow through `pipeline.run_file` (decode and flow, optimize, encode on three threads);
+each frame keeps its own presentation timestamp, so the
 output has the input's frame count and timing (variable frame rate included), and the audio
 packets are copied across untouched by the writer. An interruption still leaves a playable file
 of the frames done (see `VideoWriter`).
@@ -17,7 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .dream import Dreamer
 from .io.video import VideoInfo, VideoWriter, probe_video, read_frames
+from .pipeline import run_file
 from .session import FrameMode, StreamSession, TemporalSettings
 
 FrameCallback = Callable[[int, int | None], None]  # (frames done, frame count if known)
@@ -52,7 +55,7 @@ def _resized(image: np.ndarray, info: VideoInfo) -> np.ndarray:
 def process_video(
     src: str | os.PathLike,
     dst: str | os.PathLike,
-    mode: FrameMode,
+    mode: FrameMode | None = None,
     *,
     settings: TemporalSettings | None = None,
     seed: int | None = 0,
@@ -63,17 +66,17 @@ def process_video(
     overwrite: bool = False,
     on_frame: FrameCallback | None = None,
 ) -> RenderReport:
-    """Render every frame of `src` through `mode` (e.g. a `Dreamer`) into `dst`.
+    """Render every frame of `src` through `mode` (a `Dreamer`, a `Stylizer`; default: `Dreamer()`) into `dst`.
 
     Frames after the first are warm-started along the optical flow per `settings`; with
     `settings.independent` every frame is processed from scratch. Never drops a frame.
     """
     info = fit_max_side(probe_video(src), max_side)
+    mode = mode or Dreamer()
     session = StreamSession(mode, settings, seed=seed)
     started = time.perf_counter()
+    frames = (replace(frame, image=_resized(frame.image, info)) for frame in read_frames(src))
+    progress = (lambda done: on_frame(done, info.frame_count)) if on_frame is not None else None
     with VideoWriter(dst, info, audio_source=src if audio and info.has_audio else None, crf=crf, preset=preset, overwrite=overwrite) as writer:
-        for frame in read_frames(src):
-            writer.write(session.process(_resized(frame.image, info)), frame.pts)
-            if on_frame is not None:
-                on_frame(writer.frames_written, info.frame_count)
+        run_file(frames, session, lambda image, frame: writer.write(image, frame.pts), on_frame=progress)
     return RenderReport(Path(dst), writer.frames_written, time.perf_counter() - started)

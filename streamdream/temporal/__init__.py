@@ -8,16 +8,19 @@ them still; the metrics here measure how well that works.
 from .consistency import in_frame_mask, occlusion_mask
 from .flow import FlowEstimator, flow_to_tensor
 from .metrics import TemporalStats, strength, video_scores, warping_error
-from .motion import Motion, estimate_motion, no_motion
+from .motion import FramePairFlows, Motion, estimate_motion, frame_flows, motion_from_flows, no_motion
 from .warp import warp
 
 __all__ = [
     "FlowEstimator",
+    "FramePairFlows",
     "Motion",
     "TemporalStats",
     "flow_to_tensor",
     "estimate_motion",
+    "frame_flows",
     "in_frame_mask",
+    "motion_from_flows",
     "no_motion",
     "occlusion_mask",
     "strength",

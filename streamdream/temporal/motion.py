@@ -2,8 +2,9 @@
 
 The carry rule of every warm-started mode needs the same two things from a frame pair: the
 backward flow (current -> previous) to lay the previous result over the current frame, and the
-forward-backward certainty mask that says where doing so is right. Flow runs on the CPU (DIS);
-the tensors land on the working device, where the warping happens.
+forward-backward certainty mask that says where doing so is right. The flow is computed on the CPU
+(DIS) and can run on another thread ahead of the optimizer (`frame_flows`); the tensors are then
+made on the working device, where warping and the mask happen (`motion_from_flows`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ from .warp import warp
 
 
 @dataclass(frozen=True)
+class FramePairFlows:
+    """CPU flows of one frame pair: backward (current -> previous) and, if checked, forward."""
+
+    backward: np.ndarray
+    forward: np.ndarray | None
+
+
+@dataclass(frozen=True)
 class Motion:
     backward: torch.Tensor  # 1 x 2 x H x W flow current -> previous, pixels
     mask: torch.Tensor  # 1 x 1 x H x W certainty in {0, 1}
@@ -28,17 +37,26 @@ class Motion:
         return warp(previous, self.backward)
 
 
-def estimate_motion(estimator: FlowEstimator, previous: np.ndarray, current: np.ndarray, device: torch.device | str = "cpu", *, check: bool = True) -> Motion:
-    """Flow both ways between two uint8 RGB frames and the Ruder et al. certainty of the backward one.
+def frame_flows(estimator: FlowEstimator, previous: np.ndarray, current: np.ndarray, *, check: bool = True) -> FramePairFlows:
+    """DIS flow both ways between two uint8 RGB frames (forward only when the check needs it)."""
+    return FramePairFlows(estimator(current, previous), estimator(previous, current) if check else None)
 
-    `check=False` skips the forward flow and trusts every pixel that stays in frame: half the flow
-    cost, and the ablation that shows what the consistency check is worth.
+
+def motion_from_flows(flows: FramePairFlows, device: torch.device | str = "cpu") -> Motion:
+    """Flows on the device plus the Ruder et al. certainty of the backward one.
+
+    Without a forward flow every pixel that stays in frame is trusted: half the flow cost, and the
+    ablation that shows what the consistency check is worth.
     """
-    backward = flow_to_tensor(estimator(current, previous), device)
-    if not check:
+    backward = flow_to_tensor(flows.backward, device)
+    if flows.forward is None:
         return Motion(backward, torch.ones_like(backward[:, :1]))
-    forward = flow_to_tensor(estimator(previous, current), device)
-    return Motion(backward, occlusion_mask(forward, backward))
+    return Motion(backward, occlusion_mask(flow_to_tensor(flows.forward, device), backward))
+
+
+def estimate_motion(estimator: FlowEstimator, previous: np.ndarray, current: np.ndarray, device: torch.device | str = "cpu", *, check: bool = True) -> Motion:
+    """`frame_flows` then `motion_from_flows`, for callers with nothing to overlap."""
+    return motion_from_flows(frame_flows(estimator, previous, current, check=check), device)
 
 
 def no_motion(height: int, width: int, device: torch.device | str = "cpu") -> Motion:
