@@ -22,19 +22,30 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default %(default)s)")
 
 
+def add_io_options(parser: argparse.ArgumentParser, *, input_optional: bool = False, verbose: str) -> None:
+    """INPUT, -o OUTPUT and the options every picture-or-video command shares."""
+    parser.add_argument("input", nargs="?" if input_optional else None, metavar="INPUT", help="image (PNG, JPEG, WebP, BMP, TIFF) or video (MP4, MOV, MKV, WebM, AVI, GIF)")
+    parser.add_argument("-o", "--output", required=True, help="output file; the format follows the extension")
+    parser.add_argument("--max-side", type=int, help="resize the input so its longer side is N pixels first (videos: at most N)")
+    parser.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1-100 (default %(default)s)")
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def add_video_options(parser: argparse.ArgumentParser) -> None:
     """Options for video inputs: temporal coherence and encoding."""
     group = parser.add_argument_group("video (when INPUT is a video file)")
-    group.add_argument("--carry", type=float, help="share of the previous frame's result carried along the flow, 0..1 (default 0.9)")
-    group.add_argument("--frame-iterations", type=int, help="iterations per octave for frames after the first (default 3)")
-    group.add_argument("--frame-octaves", type=int, help="octaves for frames after the first (default 2)")
+    group.add_argument("--temporal-preset", default="balanced", choices=["fast", "balanced", "quality"], help="per-frame work and flow settings; the options below override it (default %(default)s)")
+    group.add_argument("--carry", type=float, help="share of the previous frame's result carried along the flow, 0..1 (balanced: 0.9)")
+    group.add_argument("--frame-iterations", type=int, help="iterations per octave for frames after the first (balanced: 3)")
+    group.add_argument("--frame-octaves", type=int, help="octaves for frames after the first (balanced: 2)")
     group.add_argument("--flow", choices=["dis", "none"], help="optical flow for carrying the previous result (default dis)")
-    group.add_argument("--flow-preset", choices=["ultrafast", "fast", "medium"], help="DIS preset (default fast)")
-    group.add_argument("--flow-scale", type=float, help="compute flow at this fraction of the frame size (default 0.5)")
+    group.add_argument("--flow-preset", choices=["ultrafast", "fast", "medium"], help="DIS preset (balanced: fast)")
+    group.add_argument("--flow-scale", type=float, help="compute flow at this fraction of the frame size (balanced: 0.5)")
     group.add_argument("--independent", action="store_true", help="dream every frame from scratch with the still settings (flickers; the baseline)")
     group.add_argument("--no-audio", action="store_true", help="drop the audio track")
     group.add_argument("--crf", type=int, default=18, help="H.264/VP9 quality, lower is better (default %(default)s)")
-    group.add_argument("--preset", default="medium", help="x264 speed preset (default %(default)s)")
+    group.add_argument("--preset", default="medium", help="x264 encoder speed preset (default %(default)s)")
     group.add_argument("--overwrite", action="store_true", help="replace an existing output video")
 
 
@@ -42,10 +53,10 @@ def run_video(args: argparse.Namespace, mode) -> None:
     """Render INPUT through `mode` frame by frame into OUTPUT, with a progress bar."""
     from tqdm import tqdm
 
-    from streamdream.session import TemporalSettings
+    from streamdream.session import preset
     from streamdream.video import process_video
 
-    settings = TemporalSettings().with_(
+    settings = preset(args.temporal_preset).with_(
         carry=args.carry,
         frame_iterations=args.frame_iterations,
         frame_octaves=args.frame_octaves,

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 import skimage.data
 
+from apps.options import size_arg
 from streamdream.errors import StreamdreamError
 from streamdream.io.paths import atomic_output
 from streamdream.io.video import VideoInfo, VideoWriter
@@ -184,17 +185,6 @@ def make_clip(
     return path
 
 
-def _size(text: str) -> tuple[int, int]:
-    """Parse WIDTHxHEIGHT."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 640x480, not {text!r}") from None
-    if w < 2 or h < 2:
-        raise argparse.ArgumentTypeError(f"size {text} is too small")
-    return w, h
-
-
 def _kinds(text: str) -> list[str]:
     """Parse a comma-separated list of kinds."""
     kinds = [k.strip() for k in text.split(",") if k.strip()]
@@ -207,7 +197,7 @@ def _kinds(text: str) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m samples.make", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("samples"), help="folder to write into (created)")
-    parser.add_argument("--size", type=_size, default=(640, 480), help="WIDTHxHEIGHT (default 640x480)")
+    parser.add_argument("--size", type=size_arg, default=(640, 480), help="WIDTHxHEIGHT (default 640x480)")
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--kinds", type=_kinds, default=list(KINDS), help="comma-separated: pan,zoom,rotate")

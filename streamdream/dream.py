@@ -34,7 +34,8 @@ class Dreamer:
 
     Options (all keyword, with defaults tuned for the embedded EfficientNet-Lite0):
       objective     string such as "blocks.4:39 + 0.5*blocks.5" or an Objective; default: the model's dream layer
-      guide         picture whose features the dream should match (on the objective's single layer)
+      guide_image   picture whose features the dream should match, on the objective's single layer
+                    (default: the model's guide layer)
       octaves, octave_scale, iterations, step, jitter, tile, lapnorm: see `streamdream dream --help`
     """
 
@@ -60,7 +61,8 @@ class Dreamer:
         self.device = resolve_device(device)
         self.model = model if isinstance(model, Backbone) else create_model(model, weights=weights, device=self.device)
         if not isinstance(objective, Objective):
-            objective = parse_objective(objective or self.model.defaults.dream, self.model)
+            default = (self.model.defaults.guide if guide_image is not None else "") or self.model.defaults.dream
+            objective = parse_objective(objective or default, self.model)
         if guide_image is not None:
             objective = self._guide_objective(objective, guide_image)
         self.objective = objective

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import torch
 
 from .errors import StreamdreamError
-from .models import LOGIT, Backbone
+from .models import INPUT, LOGIT, Backbone
 
 Activations = Mapping[str, torch.Tensor]
 
@@ -157,8 +157,6 @@ def _parse_indices(text: str, count: int, what: str, atom: str) -> list[int]:
 # Each loss is relative to its target's own energy, so layers (and backbones) whose activations
 # differ in scale by orders of magnitude weigh alike, and a weight of 1 means the same thing on every
 # model. The objectives are the negated losses: higher is better, as everywhere in this module.
-
-from .models import INPUT  # noqa: E402  (kept with the style objectives, the only ones on pixels)
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """One stream's warm state: the previous frame in and out, the motion between frames, the carry rule.
 
-A video or webcam stream is processed frame by frame. The first frame (and every frame with
-`independent=True`) gets the mode's full still treatment. Every later frame is warm-started: the
+A video or webcam stream is processed frame by frame. The first frame (and every scene cut, and
+every frame with `independent=True`) starts fresh: the mode's full still treatment, or for live
+presets the cheap per-frame settings with nothing carried. Every later frame is warm-started: the
 previous result is carried along the backward optical flow, kept only where the forward-backward
 check trusts the flow, and the mode then spends a few cheap iterations on it. Which tensor is
 carried (a dream residual, a stylized frame) is the mode's business; this module only owns state.

@@ -68,8 +68,8 @@ def test_each_objective_rises_when_optimized(model, astronaut_96, text):
 
 def test_guide_pulls_toward_the_guide_features(model, coffee_odd):
     photo = small(skimage.data.astronaut(), 192, 192)
-    dreamer = Dreamer(model, "blocks.4", guide_image=coffee_odd, octaves=2, iterations=4, device="cpu")
-    assert dreamer.objective.description == "guide(blocks.4)"
+    dreamer = Dreamer(model, guide_image=coffee_odd, octaves=2, iterations=4, device="cpu")
+    assert dreamer.objective.description == f"guide({model.defaults.guide})"
     assert dreamer.objective_value(dreamer.dream(photo)) > 1.1 * dreamer.objective_value(photo)
     with pytest.raises(StreamdreamError, match="one layer"):
         Dreamer(model, "blocks.3 + blocks.4", guide_image=coffee_odd, device="cpu")

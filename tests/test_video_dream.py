@@ -21,6 +21,8 @@ from streamdream.session import StreamSession, TemporalSettings
 from streamdream.temporal import warping_error
 from streamdream.video import process_video
 
+from .test_video_io import _zero_frames
+
 FAST = ["--octaves", "2", "--iterations", "3", "--frame-iterations", "2", "--frame-octaves", "1", "--device", "cpu", "-q"]
 
 
@@ -57,11 +59,15 @@ def test_no_audio_drops_the_track(clip, tmp_path):
     assert audio_payloads(out) == []
 
 
-def test_max_side_shrinks_video_frames(clip, tmp_path):
+def test_max_side_shrinks_video_frames(clip, tmp_path, capsys):
     out = tmp_path / "small.mp4"
     assert main(["dream", str(clip), "-o", str(out), "--max-side", "48", *FAST]) == 0
     frame = next(read_frames(out)).image
     assert frame.shape == (32, 48, 3)
+    capsys.readouterr()
+    assert main(["evaluate", str(clip), str(out), "--json"]) == 0  # judged at the output's size
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["frames"] == 12 and scores["strength"] > 0.01
 
 
 def test_warm_start_flickers_far_less_than_independent_frames():
@@ -145,3 +151,17 @@ def test_evaluate_scores_videos(clip, tmp_path, capsys):
     short = make_clip("pan", tmp_path / "short.mp4", size=(96, 64), fps=24, seconds=0.25, audio=False)
     assert main(["evaluate", str(clip), str(short)]) == 2
     assert "different frame counts" in capsys.readouterr().err
+
+
+def test_unwritable_video_output_fails_before_rendering(clip, tmp_path, capsys):
+    assert main(["dream", str(clip), "-o", str(tmp_path / "missing" / "out.mp4"), *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("streamdream: error:") and "does not exist" in err and "\n" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_zero_frame_video_is_refused(tmp_path, capsys):
+    empty = _zero_frames(tmp_path)
+    assert main(["dream", str(empty), "-o", str(tmp_path / "out.mp4"), *FAST]) == 2
+    assert "no frames" in capsys.readouterr().err
+    assert not (tmp_path / "out.mp4").exists()

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from streamdream.errors import StreamdreamError
 
-from ..options import add_model_options, add_video_options, run_video, size_arg
+from ..options import add_io_options, add_model_options, add_video_options, run_video, size_arg
 
 DREAM_EXAMPLES = """examples:
   streamdream dream photo.jpg -o dream.png
@@ -86,14 +86,9 @@ def run_dream(args: argparse.Namespace) -> None:
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("dream", help="dream a picture or a video", description="Amplify what a layer of an ImageNet CNN sees in a picture or a video.", epilog=DREAM_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", nargs="?", metavar="INPUT", help="image (PNG, JPEG, WebP, BMP, TIFF) or video (MP4, MOV, MKV, WebM, AVI, GIF)")
-    parser.add_argument("-o", "--output", required=True, help="output file; the format follows the extension")
+    add_io_options(parser, input_optional=True, verbose="print the model, the objective and its value before and after")
     parser.add_argument("--noise", action="store_true", help="start from noise instead of a picture")
     parser.add_argument("--size", type=size_arg, default=(512, 512), help="noise size WxH (default 512x512)")
-    parser.add_argument("--max-side", type=int, help="resize the input so its longer side is N pixels first (videos: at most N)")
-    parser.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1-100 (default %(default)s)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print the model, the objective and its value before and after")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_model_options(parser)
     add_dream_options(parser)
     add_video_options(parser)

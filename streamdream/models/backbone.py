@@ -37,6 +37,7 @@ class ModelDefaults:
     dream: str
     content: tuple[str, ...]
     style: tuple[str, ...]
+    guide: str = ""  # layer matched by a guide image; post-activation features work best (empty: the dream layer)
     dream_step: float = 0.012
     input_size: int = 224
     extra: dict = field(default_factory=dict)

@@ -68,6 +68,9 @@ def build_efficientnet_lite(variant: int, weights: Path | None) -> Backbone:
     stages.append((LOGIT, torch.nn.Sequential(net.global_pool, net.classifier)))
     defaults = ModelDefaults(
         dream="blocks.4",
+        # The block outputs are linear bottlenecks (signed, no activation): best-match dot products
+        # on them are too rough to climb. The head's ReLU6 features are what a guide should match.
+        guide="head",
         content=("blocks.3",),
         style=("stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "blocks.4"),
         input_size=net.pretrained_cfg["input_size"][-1],

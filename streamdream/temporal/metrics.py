@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
@@ -98,6 +99,8 @@ def warping_error(
 def video_scores(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray], estimator: FlowEstimator | None = None) -> dict[str, float]:
     """Score a processed video against its input in one pass: what `streamdream evaluate` prints.
 
+    Input frames of another size than the outputs are resized to the outputs' size first.
+
     `warping_error` is the outputs' flicker and `input_warping_error` the inputs' own, both with the
     same flow and masks from the input frames, so the second is the floor the first is judged by
     (flow and interpolation error alone). `strength` is mean |output - input|.
@@ -109,9 +112,9 @@ def video_scores(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray], es
     for input_rgb, output_rgb in itertools.zip_longest(inputs, outputs):
         if input_rgb is None or output_rgb is None:
             raise ValueError(f"the videos have different frame counts (they part after {frames} frames)")
+        if input_rgb.shape != output_rgb.shape:  # e.g. rendered with --max-side: judge at the output's size
+            input_rgb = cv2.resize(input_rgb, output_rgb.shape[1::-1], interpolation=cv2.INTER_AREA)
         current_in, current_out = _to_tensor(input_rgb), _to_tensor(output_rgb)
-        if current_in.shape != current_out.shape:
-            raise ValueError(f"frame {frames}: output size {current_out.shape[-2:]} differs from input {current_in.shape[-2:]}")
         distance.add((current_out - current_in).abs())
         if previous is not None:
             motion = estimate_motion(estimator, previous[0], input_rgb, _CPU)

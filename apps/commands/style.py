@@ -1,0 +1,148 @@
+"""`streamdream style`: neural style transfer on a picture or a video."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from streamdream.errors import StreamdreamError
+from streamdream.style import FRAME_STEPS_PER_ITERATION, Stylizer
+
+from ..options import add_io_options, add_model_options, add_video_options, run_video
+
+STYLE_EXAMPLES = f"""examples:
+  streamdream style photo.jpg -s starry_night.jpg -o starry.png
+  streamdream style photo.jpg -s starry_night.jpg -s the_scream.jpg --style-weights 0.7,0.3 -o mix.png
+  streamdream style photo.jpg -s starry_night.jpg -o big.png --max-side 512 --style-scale 1.5 --preview sheet.png
+  streamdream style photo.jpg -s starry_night.jpg -o kept.png --preserve-colors --optimizer lbfgs --iterations 30
+  streamdream style photo.jpg --style-weight 0 --init noise -o reconstruction.png
+  streamdream style samples/pan.mp4 -s starry_night.jpg -o pan_starry.mp4 --max-side 320
+
+videos: the first frame gets the full still treatment; every later frame starts from the previous
+result carried along the optical flow and runs --frame-iterations x {FRAME_STEPS_PER_ITERATION} optimizer steps at full size
+(--frame-octaves does not apply), held near the carried result by --temporal-weight.
+"""
+
+DEFAULTS = {name: p.default for name, p in inspect.signature(Stylizer).parameters.items()}
+
+
+def floats_arg(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.7,0.3, got {text!r}") from None
+
+
+def names_arg(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def add_style_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("style")
+    group.add_argument("-s", "--style", action="append", default=[], metavar="IMAGE", help="style painting; repeat to blend several")
+    group.add_argument("--style-weights", type=floats_arg, metavar="W1,W2", help="blend of several styles, e.g. 0.7,0.3 (default equal)")
+    group.add_argument("--style-weight", type=float, default=DEFAULTS["style_weight"], help="weight of the style loss; 0 reconstructs the content only (default %(default)s)")
+    group.add_argument("--content-weight", type=float, default=DEFAULTS["content_weight"], help="weight of the content loss (default %(default)s)")
+    group.add_argument("--tv-weight", type=float, default=DEFAULTS["tv_weight"], help="weight of the total-variation smoothness loss (default %(default)s)")
+    group.add_argument("--content-layers", type=names_arg, metavar="L1,L2", help="content layers (default: the model's, blocks.3 on EfficientNet-Lite)")
+    group.add_argument("--content-layer-weights", type=floats_arg, metavar="W1,W2", help="blend of the content layers (default equal)")
+    group.add_argument("--style-layers", type=names_arg, metavar="L1,L2", help="style layers (default: the model's, stem,blocks.0-4 on EfficientNet-Lite)")
+    group.add_argument("--style-layer-weights", type=floats_arg, metavar="W1,W2", help="weights of the style layers (default equal)")
+    group.add_argument("--style-layer-weight-exp", type=float, default=DEFAULTS["layer_weight_exp"], help="style layer i is weighted exp**i: above 1 favours coarse, below 1 fine texture (default %(default)s)")
+    group.add_argument("--style-scale", type=float, default=DEFAULTS["style_scale"], help="see the style at this multiple of the content's size; bigger strokes above 1 (default %(default)s)")
+    group.add_argument("--init", default="content", metavar="content|noise|IMAGE", help="start image for stills (default %(default)s)")
+    group.add_argument("--optimizer", choices=["adam", "lbfgs"], default=DEFAULTS["optimizer"], help="(default %(default)s)")
+    group.add_argument("--iterations", type=int, default=DEFAULTS["iterations"], help="optimizer steps per octave (default %(default)s)")
+    group.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="Adam learning rate in pixel units of [0, 1] (default %(default)s)")
+    group.add_argument("--octaves", type=int, default=DEFAULTS["octaves"], help="coarse-to-fine levels for stills (default %(default)s)")
+    group.add_argument("--octave-scale", type=float, default=DEFAULTS["octave_scale"], help="size ratio between octaves (default %(default)s)")
+    group.add_argument("--preserve-colors", action="store_true", help="keep the content's colours; take only the result's luminance")
+    group.add_argument("--pooling", choices=["avg", "max"], default=DEFAULTS["pooling"], help="VGG: average pooling as in Gatys et al., or the network's max pooling (default %(default)s)")
+    group.add_argument("--temporal-weight", type=float, default=DEFAULTS["temporal_weight"], help="videos: weight of staying on the carried previous result (default %(default)s)")
+    group.add_argument("--preview", metavar="SHEET", help="also write a contact sheet content | style | result (stills)")
+    group.add_argument("--seed", type=int, default=0, help="random seed for --init noise (default %(default)s)")
+
+
+def stylizer_from(args: argparse.Namespace, styles: list[np.ndarray]) -> Stylizer:
+    return Stylizer(
+        styles,
+        model=args.model,
+        style_weights=args.style_weights,
+        content_layers=args.content_layers,
+        content_layer_weights=args.content_layer_weights,
+        style_layers=args.style_layers,
+        style_layer_weights=args.style_layer_weights,
+        layer_weight_exp=args.style_layer_weight_exp,
+        content_weight=args.content_weight,
+        style_weight=args.style_weight,
+        tv_weight=args.tv_weight,
+        temporal_weight=args.temporal_weight,
+        style_scale=args.style_scale,
+        optimizer=args.optimizer,
+        iterations=args.iterations,
+        lr=args.lr,
+        octaves=args.octaves,
+        octave_scale=args.octave_scale,
+        preserve_colors=args.preserve_colors,
+        pooling=args.pooling,
+        device=args.device,
+        weights=args.weights,
+    )
+
+
+def contact_sheet(pictures: list[np.ndarray], height: int) -> np.ndarray:
+    """The pictures side by side, each scaled to `height` with its aspect ratio, on a white gutter."""
+    gutter = np.full((height, max(2, height // 32), 3), 255, np.uint8)
+    tiles = []
+    for rgb in pictures:
+        width = max(1, round(rgb.shape[1] * height / rgb.shape[0]))
+        tiles += [np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.LANCZOS)), gutter]
+    return np.hstack(tiles[:-1])
+
+
+def run_style(args: argparse.Namespace) -> None:
+    """Stylize a still, or hand a video to the frame pipeline."""
+    from streamdream.io.images import check_image_output, load_image, resize_picture, save_image
+    from streamdream.io.video import is_video_path
+
+    if args.style_weight > 0 and not args.style:
+        raise StreamdreamError("give a style image with -s STYLE (or --style-weight 0 to reconstruct the content only)")
+    styles = [load_image(path).rgb for path in args.style]  # first: a missing style fails before anything else
+    if is_video_path(args.input):
+        if args.init != "content" or args.preview:
+            raise StreamdreamError("--init and --preview apply to still images only")
+        return run_video(args, stylizer_from(args, styles))
+    check_image_output(args.output)
+    if args.preview:
+        check_image_output(args.preview)
+    picture = load_image(args.input)
+    if args.max_side:
+        picture = resize_picture(picture, args.max_side)
+    init = args.init if args.init in ("content", "noise") else load_image(args.init).rgb
+    stylizer = stylizer_from(args, styles)
+    height, width = picture.rgb.shape[:2]
+    if args.verbose:
+        print(f"model {stylizer.model.name} on {stylizer.device}, content {', '.join(stylizer.content_layers)}, style {', '.join(stylizer.style_layers)}, {width}x{height}", file=sys.stderr)
+    with tqdm(total=stylizer.steps(height, width), desc="stylizing", unit="step", disable=args.quiet) as bar:
+        result = stylizer.stylize(picture.rgb, init=init, seed=args.seed, progress=bar.update)
+    if args.verbose:
+        before, after = stylizer.losses(picture.rgb, picture.rgb), stylizer.losses(result, picture.rgb)
+        print(", ".join(f"{name} loss {before[name]:.4g} -> {after[name]:.4g}" for name in after), file=sys.stderr)
+    save_image(args.output, result, picture.alpha, quality=args.quality)
+    if args.preview:
+        save_image(args.preview, contact_sheet([picture.rgb, *styles, result], min(height, 512)))
+    print(args.output)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("style", help="paint a picture or a video in the style of a painting", description="Neural style transfer (Gatys et al.) on a picture or a video, with a frozen ImageNet CNN.", epilog=STYLE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_io_options(parser, verbose="print the model, the layers and the losses before and after")
+    add_model_options(parser)
+    add_style_options(parser)
+    add_video_options(parser)
+    parser.set_defaults(run=run_style)

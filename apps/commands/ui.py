@@ -1,0 +1,34 @@
+"""`streamdream ui`: serve the Gradio web app (Live webcam, Video, Still)."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import shutil
+import tempfile
+
+from streamdream.errors import StreamdreamError
+
+
+def run_ui(args: argparse.Namespace) -> None:
+    if not 0 < args.port < 65536:
+        raise StreamdreamError(f"port must be between 1 and 65535, got {args.port}")
+    # One private folder for the app's examples and outputs and Gradio's uploads and file cache, so
+    # nothing is served from elsewhere; set before gradio is imported (it reads the variable then).
+    workdir = tempfile.mkdtemp(prefix="streamdream-ui-")
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(workdir, "gradio"))
+    try:
+        from apps.ui import launch
+    except ImportError as exc:  # gradio is the `ui` extra
+        raise StreamdreamError(f"the web UI needs gradio: pip install 'streamdream[ui]' ({exc})") from None
+    launch(args.host, args.port, args.share, workdir=workdir)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("ui", help="serve the web UI (Gradio): live webcam, video and still tabs")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default %(default)s)")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.set_defaults(run=run_ui)

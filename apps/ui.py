@@ -1,0 +1,435 @@
+"""`streamdream ui`: the Gradio web app (Live webcam, Video, Still).
+
+A thin front end over the library. Design points:
+
+* Per-session state. Every browser session gets its own `StreamSession` (warm state of its live
+  stream), held in a `gr.State`; outputs are written into a fresh folder per request under the
+  app's own work folder. Nothing is shared between users except the read-only models.
+* Compute is serialized. One process-wide lock is taken around each frame / still dream (the
+  wrapped mode below), so a live stream, a video render and a still never run the model at the
+  same time, and a long render cannot starve a live stream for more than one frame. On top of
+  that, the queue's concurrency limits bound how many renders and streams are admitted; the
+  others wait in Gradio's queue, which shows their position.
+* Limits with clear messages: upload size (Gradio `max_file_size`), video duration, and the
+  resolution (bigger inputs are downscaled with a notice).
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamdream  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+
+import gradio as gr
+import numpy as np
+import torch
+
+from streamdream.dream import Dreamer
+from streamdream.errors import StreamdreamError
+from streamdream.io.images import load_image, resize_max_side, save_image
+from streamdream.models import DEFAULT_MODEL, create_model, list_models
+from streamdream.session import PRESETS, StreamSession, TemporalSettings, preset
+
+# ---- limits (module constants so a deployment can tune them; tests shrink them through build_app)
+MAX_UPLOAD = "200mb"  # Gradio refuses bigger uploads with a clear message
+MAX_VIDEO_SECONDS = 60.0
+MAX_STILL_SIDE = 2048  # hard cap; the slider picks the working size below it
+LIVE_TIME_LIMIT = 300  # seconds a live stream may run before it stops (the user can restart it)
+LIVE_STREAMS = 2  # live streams admitted at once; more wait in the queue
+RENDERS = 1  # still/video jobs admitted at once
+
+_COMPUTE = threading.Lock()  # serializes model work across all sessions and endpoints
+
+
+def _cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+def live_max_side() -> int:
+    """Live frames are shrunk to this longer side: small on a CPU so the stream keeps moving."""
+    return 480 if _cuda() else 240
+
+
+# ---------------------------------------------------------------- models and modes
+
+
+def available_models() -> list[str]:
+    names = [entry.name for entry in list_models() if entry.weights_path() is not None]
+    return names or [DEFAULT_MODEL]
+
+
+@functools.lru_cache(maxsize=4)
+def _layers(model: str) -> tuple[str, ...]:
+    return tuple(create_model(model, device="cpu").public_layers())
+
+
+@functools.lru_cache(maxsize=16)
+def _dreamer(model: str, objective: str, strength: float, octaves: int, iterations: int) -> Dreamer:
+    base = Dreamer(model, objective or None, device="auto")
+    step = base.model.defaults.dream_step * strength
+    return Dreamer(base.model, base.objective, octaves=octaves, iterations=iterations, step=step, device=base.device)
+
+
+def dreamer(model: str, objective: str, strength: float, octaves: int = 4, iterations: int = 10) -> Dreamer:
+    try:
+        return _dreamer(model or DEFAULT_MODEL, (objective or "").strip(), round(float(strength), 3), int(octaves), int(iterations))
+    except StreamdreamError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+class Serialized:
+    """A frame mode whose model work runs under the process-wide compute lock."""
+
+    def __init__(self, mode) -> None:
+        self.mode = mode
+        self.device = mode.device
+
+    def first_frame(self, *args, **kwargs):
+        with _COMPUTE:
+            return self.mode.first_frame(*args, **kwargs)
+
+    def next_frame(self, *args, **kwargs):
+        with _COMPUTE:
+            return self.mode.next_frame(*args, **kwargs)
+
+
+# ---------------------------------------------------------------- per-session state
+
+
+@dataclass
+class LiveState:
+    """One browser session's live stream: its warm session and its frame clock."""
+
+    session: StreamSession | None = None
+    key: tuple = ()
+    stamps: list[float] = field(default_factory=list)
+    latency_ms: float = 0.0
+
+    def fps(self) -> float:
+        recent = self.stamps[-10:]
+        if len(recent) < 2 or recent[-1] <= recent[0]:
+            return 0.0
+        return (len(recent) - 1) / (recent[-1] - recent[0])
+
+
+_CANCELS: dict[str, threading.Event] = {}  # session hash -> "stop my render"
+_CANCELS_LOCK = threading.Lock()
+
+
+def _cancel_event(request: gr.Request | None) -> threading.Event:
+    key = getattr(request, "session_hash", None) or "anonymous"
+    with _CANCELS_LOCK:
+        return _CANCELS.setdefault(key, threading.Event())
+
+
+class Cancelled(Exception):
+    pass
+
+
+class App:
+    """The app's folders and limits (one per `build_app`)."""
+
+    def __init__(self, workdir: str | os.PathLike | None = None, *, max_video_seconds: float = MAX_VIDEO_SECONDS,
+                 live_time_limit: int = LIVE_TIME_LIMIT) -> None:
+        if workdir is None:
+            workdir = tempfile.mkdtemp(prefix="streamdream-ui-")
+            atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+        self.workdir = Path(workdir).resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.outputs = self.workdir / "outputs"
+        self.outputs.mkdir(exist_ok=True)
+        self.max_video_seconds = max_video_seconds
+        self.live_time_limit = live_time_limit
+
+    def output_folder(self) -> Path:
+        folder = self.outputs / uuid.uuid4().hex
+        folder.mkdir()
+        return folder
+
+    # ---- examples, generated on demand (the repository's samples/ may be empty)
+
+    def example_stills(self) -> list[str]:
+        import skimage.data
+        from PIL import Image
+
+        paths = []
+        for name in ("astronaut", "coffee"):
+            path = self.workdir / "examples" / f"{name}.png"
+            if not path.exists():
+                path.parent.mkdir(exist_ok=True)
+                image = Image.fromarray(getattr(skimage.data, name)())
+                image.thumbnail((384, 384))
+                image.save(path)
+            paths.append(str(path))
+        return paths
+
+    def example_videos(self) -> list[str]:
+        from samples.make import make_clip
+
+        path = self.workdir / "examples" / "pan.mp4"
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            make_clip("pan", path, size=(320, 240), fps=15, seconds=2)
+        return [str(path)]
+
+
+# ---------------------------------------------------------------- live
+
+
+def live_settings(preset_name: str, carry: float, iterations: int) -> TemporalSettings:
+    try:
+        return preset(preset_name or "fast").with_(carry=float(carry), frame_iterations=int(iterations))
+    except StreamdreamError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def live_frame(frame, model, objective, strength, iterations, carry, preset_name, state: LiveState | None):
+    """One webcam frame in, its dream out, plus the fps/latency readout. Called per streamed frame."""
+    state = state if isinstance(state, LiveState) else LiveState()
+    if frame is None:
+        return None, state, "waiting for the camera"
+    frame = resize_max_side(np.ascontiguousarray(frame[..., :3]), live_max_side())
+    mode = dreamer(model, objective, strength, 1, 1)
+    settings = live_settings(preset_name, carry, iterations)
+    key = (model, objective)
+    if state.session is None:
+        state.session = StreamSession(Serialized(mode), settings, seed=0)
+    else:
+        if key != state.key:
+            state.session.reset()  # a new model or objective: the old dream does not carry over
+        state.session.mode = Serialized(mode)  # a new strength keeps the warm state
+        if state.session.settings != settings:
+            state.session.settings = settings
+    state.key = key
+    started = time.perf_counter()
+    out = state.session.process(frame)
+    state.latency_ms = 1000 * (time.perf_counter() - started)
+    state.stamps = (state.stamps + [time.perf_counter()])[-20:]
+    t = state.session.timings
+    readout = (
+        f"fps {state.fps():.1f} · latency {state.latency_ms:.0f} ms (flow {t.flow_ms:.0f}, dream {t.optimize_ms:.0f})"
+        f" · {frame.shape[1]}x{frame.shape[0]} · frame {state.session.frames}"
+    )
+    return out, state, readout
+
+
+def preset_values(preset_name: str):
+    p = preset(preset_name)
+    return gr.update(value=p.frame_iterations), gr.update(value=p.carry)
+
+
+# ---------------------------------------------------------------- still
+
+
+def dream_still(path, model, objective, strength, octaves, iterations, max_side, seed, app: App):
+    if not path:
+        raise gr.Error("upload a picture first")
+    try:
+        picture = load_image(path)
+    except StreamdreamError as exc:
+        raise gr.Error(str(exc)) from None
+    side = min(int(max_side), MAX_STILL_SIDE)
+    h, w = picture.rgb.shape[:2]
+    note = f"{w}x{h}"
+    rgb = picture.rgb
+    if max(h, w) > side:
+        rgb = resize_max_side(rgb, side)
+        note = f"downscaled from {w}x{h} to {rgb.shape[1]}x{rgb.shape[0]} (max side {side})"
+        gr.Info(note)
+    mode = dreamer(model, objective, strength, int(octaves), int(iterations))
+    started = time.perf_counter()
+    with _COMPUTE:
+        out = mode.dream(rgb, seed=int(seed))
+    folder = app.output_folder()
+    before, after = folder / "before.png", folder / "dream.png"
+    save_image(before, rgb)
+    save_image(after, out)
+    return (str(before), str(after)), str(after), f"{note} · {time.perf_counter() - started:.1f} s"
+
+
+# ---------------------------------------------------------------- video
+
+
+def dream_video(path, model, objective, strength, carry, iterations, preset_name, max_side, app: App,
+                request: gr.Request = None, progress=gr.Progress()):
+    from streamdream.io.video import probe_video
+    from streamdream.video import fit_max_side, process_video
+
+    if not path:
+        raise gr.Error("upload a video first")
+    try:
+        info = probe_video(path)
+    except StreamdreamError as exc:
+        raise gr.Error(str(exc)) from None
+    if info.duration and info.duration > app.max_video_seconds:
+        raise gr.Error(f"the video is {info.duration:.1f} s long; the limit here is {app.max_video_seconds:.0f} s")
+    notes = []
+    fitted = fit_max_side(info, int(max_side))
+    if (fitted.width, fitted.height) != (info.width, info.height):
+        notes.append(f"downscaled from {info.width}x{info.height} to {fitted.width}x{fitted.height}")
+        gr.Info(notes[-1])
+    mode = Serialized(dreamer(model, objective, strength, 1, 1))
+    settings = live_settings(preset_name, carry, iterations)
+    cancel = _cancel_event(request)
+    cancel.clear()
+    dst = app.output_folder() / "dream.mp4"
+    progress((0, info.frame_count), desc="rendering", unit="frames")
+
+    def on_frame(done: int, total: int | None) -> None:
+        if cancel.is_set():
+            raise Cancelled
+        progress((done, total) if total else None, desc="rendering", unit="frames")
+
+    try:
+        report = process_video(path, dst, mode, settings=settings, max_side=int(max_side), preset="veryfast", on_frame=on_frame)
+    except Cancelled:
+        shutil.rmtree(dst.parent, ignore_errors=True)
+        raise gr.Error("render cancelled", print_exception=False) from None
+    except StreamdreamError as exc:
+        shutil.rmtree(dst.parent, ignore_errors=True)
+        raise gr.Error(str(exc)) from None
+    notes.append(f"{report.frames} frames in {report.seconds:.1f} s ({report.fps:.1f} fps)")
+    return str(dst), str(dst), " · ".join(notes)
+
+
+def cancel_video(request: gr.Request):
+    _cancel_event(request).set()
+    return "cancelling…"
+
+
+# ---------------------------------------------------------------- layout
+
+
+def _model_controls(default_objective: str):
+    models = available_models()
+    with gr.Row():
+        model = gr.Dropdown(models, value=models[0], label="model")
+        objective = gr.Dropdown(list(_layers(models[0])), value=default_objective, allow_custom_value=True,
+                                label="objective / layer", info='a layer, "blocks.4:39", "logit:285", "blocks.4 + 0.5*blocks.5"')
+    model.change(lambda m: gr.update(choices=list(_layers(m)), value=create_model(m, device="cpu").defaults.dream), model, objective,
+                 queue=False, api_visibility="private")
+    return model, objective
+
+
+def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: float = MAX_VIDEO_SECONDS,
+              live_time_limit: int = LIVE_TIME_LIMIT, live_streams: int = LIVE_STREAMS) -> gr.Blocks:
+    app = App(workdir, max_video_seconds=max_video_seconds, live_time_limit=live_time_limit)
+    default_objective = create_model(DEFAULT_MODEL, device="cpu").defaults.dream
+    fast = PRESETS["fast"]
+    cpu_side = 320 if not _cuda() else 640
+
+    def still_endpoint(path, model, objective, strength, octaves, iterations, max_side, seed):
+        return dream_still(path, model, objective, strength, octaves, iterations, max_side, seed, app)
+
+    def video_endpoint(path, model, objective, strength, carry, iterations, preset_name, max_side,
+                       request: gr.Request, progress=gr.Progress()):
+        return dream_video(path, model, objective, strength, carry, iterations, preset_name, max_side, app, request, progress)
+
+    with gr.Blocks(title="streamdream") as demo:
+        gr.Markdown("# streamdream\nDeepDream on your webcam, videos and photos.")
+        with gr.Tabs():
+            with gr.Tab("Live", id="live"):
+                live_state = gr.State(None)
+                with gr.Row():
+                    cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="webcam", elem_id="live-input")
+                    live_out = gr.Image(label="dream", type="numpy", format="jpeg", interactive=False, elem_id="live-output")
+                readout = gr.Textbox(label="fps / latency", value="start the webcam", interactive=False, elem_id="live-readout")
+                l_model, l_objective = _model_controls(default_objective)
+                with gr.Row():
+                    l_strength = gr.Slider(0.25, 4, value=1.0, step=0.25, label="strength", elem_id="live-strength")
+                    l_iters = gr.Slider(0, 5, value=fast.frame_iterations, step=1, label="iterations per frame", elem_id="live-iterations")
+                    l_carry = gr.Slider(0, 1, value=fast.carry, step=0.05, label="temporal carry", elem_id="live-carry")
+                    l_preset = gr.Dropdown(list(PRESETS), value="fast", label="preset")
+                l_preset.change(preset_values, l_preset, [l_iters, l_carry], queue=False, api_visibility="private")
+                cam.stream(
+                    live_frame,
+                    [cam, l_model, l_objective, l_strength, l_iters, l_carry, l_preset, live_state],
+                    [live_out, live_state, readout],
+                    api_name="live_frame",
+                    stream_every=0.1,
+                    time_limit=app.live_time_limit,
+                    concurrency_limit=live_streams,
+                    concurrency_id="live",
+                    show_progress="hidden",
+                )
+
+            with gr.Tab("Video", id="video"):
+                with gr.Row():
+                    v_in = gr.Video(sources=["upload"], label="video", elem_id="video-input")
+                    v_out = gr.Video(label="dream", interactive=False, elem_id="video-output")
+                v_model, v_objective = _model_controls(default_objective)
+                with gr.Row():
+                    v_strength = gr.Slider(0.25, 4, value=1.0, step=0.25, label="strength")
+                    v_iters = gr.Slider(0, 10, value=PRESETS["balanced"].frame_iterations, step=1, label="iterations per frame")
+                    v_carry = gr.Slider(0, 1, value=PRESETS["balanced"].carry, step=0.05, label="temporal carry")
+                    v_preset = gr.Dropdown(list(PRESETS), value="balanced", label="preset")
+                    v_side = gr.Slider(64, 1920, value=cpu_side, step=16, label="max side (px)")
+                v_preset.change(preset_values, v_preset, [v_iters, v_carry], queue=False, api_visibility="private")
+                with gr.Row():
+                    v_go = gr.Button("Render", variant="primary")
+                    v_stop = gr.Button("Cancel", variant="stop")
+                v_file = gr.File(label="download", interactive=False)
+                v_note = gr.Textbox(label="status", interactive=False)
+                gr.Examples([[p] for p in app.example_videos()], inputs=[v_in], label="sample clips")
+                render = v_go.click(
+                    video_endpoint,
+                    [v_in, v_model, v_objective, v_strength, v_carry, v_iters, v_preset, v_side],
+                    [v_out, v_file, v_note],
+                    api_name="dream_video",
+                    concurrency_limit=RENDERS,
+                    concurrency_id="render",
+                )
+                v_stop.click(cancel_video, None, v_note, cancels=[render], queue=False, api_name="cancel_video")
+
+            with gr.Tab("Still", id="still"):
+                with gr.Row():
+                    s_in = gr.Image(sources=["upload", "clipboard"], type="filepath", label="picture", elem_id="still-input")
+                    s_out = gr.ImageSlider(label="before / after", interactive=False, elem_id="still-output")
+                s_model, s_objective = _model_controls(default_objective)
+                with gr.Row():
+                    s_strength = gr.Slider(0.25, 4, value=1.0, step=0.25, label="strength")
+                    s_octaves = gr.Slider(1, 8, value=4, step=1, label="octaves")
+                    s_iters = gr.Slider(1, 50, value=10, step=1, label="iterations per octave")
+                    s_side = gr.Slider(64, MAX_STILL_SIDE, value=384 if not _cuda() else 1024, step=16, label="max side (px)")
+                    s_seed = gr.Number(0, precision=0, label="seed")
+                s_go = gr.Button("Dream", variant="primary")
+                s_file = gr.File(label="download", interactive=False)
+                s_note = gr.Textbox(label="status", interactive=False)
+                gr.Examples([[p] for p in app.example_stills()], inputs=[s_in], label="sample photos")
+                s_go.click(
+                    still_endpoint,
+                    [s_in, s_model, s_objective, s_strength, s_octaves, s_iters, s_side, s_seed],
+                    [s_out, s_file, s_note],
+                    api_name="dream_still",
+                    concurrency_limit=RENDERS,
+                    concurrency_id="render",
+                )
+    demo.streamdream_app = app  # for launch() and tests
+    return demo
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, *, prevent_thread_lock: bool = False,
+           demo: gr.Blocks | None = None, workdir: str | os.PathLike | None = None, **kwargs):
+    """Serve the app; returns when the server stops (or at once with `prevent_thread_lock`)."""
+    demo = demo or build_app(workdir)
+    app: App = demo.streamdream_app
+    demo.queue(default_concurrency_limit=RENDERS, max_size=64)
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        max_file_size=MAX_UPLOAD,
+        allowed_paths=[str(app.workdir)],
+        show_error=True,
+        prevent_thread_lock=prevent_thread_lock,
+        **kwargs,
+    )

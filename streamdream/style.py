@@ -1,0 +1,323 @@
+"""Neural style transfer: repaint a picture with the textures and colours of one or more paintings.
+
+Gatys et al. (2016): optimize the pixels so that a frozen ImageNet CNN sees the content picture's
+features at a deep layer and the paintings' feature correlations (Gram matrices) at several layers.
+Stills run coarse to fine, so the style's large strokes form before the fine ones. Stream frames are
+warm-started from the previous result carried along the optical flow and held to it by a temporal
+loss (Ruder et al. 2016), so a few steps per frame suffice and textures do not boil.
+
+`Stylizer` holds the model, the style targets and the settings; it is built once and reused for
+stills, video frames and live streams. `stylize()` is the one-call API for a single picture.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import operator
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .convert import to_rgb, to_tensor
+from .errors import StreamdreamError
+from .io.images import from_rgb_like, load_image, to_picture
+from .models import DEFAULT_MODEL, INPUT, Backbone, create_model, resolve_device
+from .objectives import Objective, content, gram_matrix, style, total_variation
+from .optimize import Progress, make_generator, minimize, octave_sizes, resize
+from .session import TemporalSettings
+from .temporal import Motion
+
+Picture = np.ndarray | Image.Image
+Source = Picture | str | os.PathLike
+"""A picture, or the path of an image file."""
+
+FRAME_STEPS_PER_ITERATION = 8
+"""Optimizer steps per `TemporalSettings.frame_iterations` for stream frames. A dream iteration is a
+large normalized step; an Adam step moves each pixel by about `lr`, so style needs more of them to
+repaint what the flow could not carry (disoccluded edges). 3 iterations -> 24 steps per frame."""
+
+MIN_STYLE_SIDE = 32
+GRAM_CACHE_SIZES = 8
+
+# YIQ (NTSC): Y is luminance, I and Q carry the colour; the inverse is computed, not hand-typed.
+_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_INVERSE = torch.linalg.inv(_YIQ)
+
+
+def keep_colors(styled: torch.Tensor, content_image: torch.Tensor) -> torch.Tensor:
+    """The luminance of `styled` with the colours (YIQ chrominance) of `content_image`.
+
+    Gatys et al. 2016, "Preserving colour in neural artistic style transfer": the strokes and shading
+    of the style live mostly in luminance, so this keeps them while the photo keeps its own colours.
+    """
+    to_yiq, to_rgb_ = _YIQ.to(styled), _YIQ_INVERSE.to(styled)
+    y = torch.einsum("ij,bjhw->bihw", to_yiq[:1], styled)
+    iq = torch.einsum("ij,bjhw->bihw", to_yiq[1:], content_image)
+    return torch.einsum("ij,bjhw->bihw", to_rgb_, torch.cat([y, iq], dim=1)).clamp(0.0, 1.0)
+
+
+def average_pooling(model: Backbone) -> Backbone:
+    """`model` with every max-pooling stage replaced by average pooling, the original left untouched.
+
+    Gatys et al. found average pooling gives smoother, more pleasing images with VGG. The copy shares
+    every parameter and buffer with the original (no memory), only the pooling modules differ.
+    Models without max pooling (EfficientNet) come back as they are.
+    """
+    if not any(isinstance(stage, nn.MaxPool2d) for stage in model.stages):
+        return model
+    memo = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    clone = copy.deepcopy(model, memo)
+    for i, stage in enumerate(clone.stages):
+        if isinstance(stage, nn.MaxPool2d):
+            clone.stages[i] = nn.AvgPool2d(stage.kernel_size, stage.stride, stage.padding, ceil_mode=stage.ceil_mode)
+    return clone
+
+
+def temporal(carried: torch.Tensor, mask: torch.Tensor) -> Objective:
+    """Negated `mean(mask * (x - carried)^2)` (Ruder et al. 2016): stay where the flow put the last frame."""
+    carried, mask = carried.detach().float(), mask.detach().float()
+    return Objective(lambda acts: -(mask * (acts[INPUT].float() - carried).pow(2)).mean(), [INPUT], "temporal")
+
+
+def _picture_rgb(source: Source) -> np.ndarray:
+    if isinstance(source, (str, os.PathLike)):
+        return load_image(source).rgb
+    return to_picture(source).rgb
+
+
+def _normalized(values: Sequence[float], what: str, count: int) -> list[float]:
+    """Weights that sum to 1, after checking there is one per item and none is negative."""
+    values = [float(v) for v in values]
+    if len(values) != count:
+        raise StreamdreamError(f"{what}: expected {count}, got {len(values)}")
+    if any(v < 0 for v in values) or sum(values) <= 0:
+        raise StreamdreamError(f"{what} must be non-negative with a positive sum, got {', '.join(f'{v:g}' for v in values)}")
+    total = sum(values)
+    return [v / total for v in values]
+
+
+def _fit_side(image: torch.Tensor, side: int) -> torch.Tensor:
+    """Resize so the longer side is `side` pixels, keeping the aspect ratio."""
+    height, width = image.shape[-2:]
+    scale = side / max(height, width)
+    return resize(image, (max(1, round(height * scale)), max(1, round(width * scale))))
+
+
+class Stylizer:
+    """A reusable neural style transfer: model + style targets + loss weights + optimizer settings.
+
+    Options (all keyword; defaults tuned for the embedded EfficientNet-Lite0, see `streamdream style --help`):
+      styles              one or more paintings (arrays, PIL images or file paths); may be empty with style_weight=0
+      style_weights       blend of several styles (normalized to sum 1); their Gram matrices are mixed
+      content_layers, content_layer_weights, style_layers, style_layer_weights: default the model's
+      layer_weight_exp    style layer i gets weight exp**i: > 1 favours coarse, < 1 fine texture
+      content_weight, style_weight, tv_weight, temporal_weight: loss weights (each loss is relative, ~1 at the start)
+      style_scale         the style is seen at this multiple of the content's size (bigger strokes above 1)
+      optimizer, iterations, lr, octaves, octave_scale: the optimization (iterations per octave)
+      preserve_colors     keep the content's colours, take only the luminance of the result
+      pooling             "avg" replaces max pooling (VGG) by average pooling; "max" keeps the network as is
+    """
+
+    def __init__(
+        self,
+        styles: Source | Sequence[Source] = (),
+        *,
+        model: str | Backbone = DEFAULT_MODEL,
+        style_weights: Sequence[float] | None = None,
+        content_layers: Sequence[str] | None = None,
+        content_layer_weights: Sequence[float] | None = None,
+        style_layers: Sequence[str] | None = None,
+        style_layer_weights: Sequence[float] | None = None,
+        layer_weight_exp: float = 1.0,
+        content_weight: float = 1.0,
+        style_weight: float = 10.0,
+        tv_weight: float = 5.0,
+        temporal_weight: float = 200.0,
+        style_scale: float = 1.0,
+        optimizer: str = "adam",
+        iterations: int = 60,
+        lr: float = 0.02,
+        octaves: int = 3,
+        octave_scale: float = 2.0,
+        preserve_colors: bool = False,
+        pooling: str = "avg",
+        device: str | torch.device = "auto",
+        weights: str | None = None,
+    ) -> None:
+        self._check_settings(locals())
+        self.device = resolve_device(device)
+        backbone = model if isinstance(model, Backbone) else create_model(model, weights=weights, device=self.device)
+        self.model = average_pooling(backbone) if pooling == "avg" else backbone
+        styles = [styles] if isinstance(styles, (np.ndarray, Image.Image, str, os.PathLike)) else list(styles)
+        if style_weight > 0 and not styles:
+            raise StreamdreamError("give at least one style image (or set the style weight to 0 for content reconstruction)")
+        self.styles = [to_tensor(_picture_rgb(s), self.device) for s in styles]
+        self.style_weights = _normalized(style_weights or [1.0] * len(styles), "style weights", len(styles)) if styles else []
+        self.content_layers = self._layers(content_layers, self.model.defaults.content, content_layer_weights, 1.0, "content layers")
+        self.style_layers = self._layers(style_layers, self.model.defaults.style, style_layer_weights, layer_weight_exp, "style layers")
+        self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+        self.temporal_weight = temporal_weight
+        self.style_scale = style_scale
+        self.optimizer, self.iterations, self.lr = optimizer, iterations, lr
+        self.octaves, self.octave_scale = octaves, octave_scale
+        self.preserve_colors = preserve_colors
+        self._grams: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
+
+    @staticmethod
+    def _check_settings(options: Mapping[str, object]) -> None:
+        for name in ("iterations", "octaves", "octave_scale", "style_scale", "lr", "layer_weight_exp"):
+            if options[name] <= 0:
+                raise StreamdreamError(f"{name.replace('_', ' ')} must be positive, got {options[name]}")
+        for name in ("content_weight", "style_weight", "tv_weight", "temporal_weight"):
+            if options[name] < 0:
+                raise StreamdreamError(f"{name.replace('_', ' ')} must not be negative, got {options[name]}")
+        if options["content_weight"] == options["style_weight"] == 0:
+            raise StreamdreamError("content and style weight are both 0: there is nothing to optimize")
+        if options["optimizer"] not in ("adam", "lbfgs"):
+            raise StreamdreamError(f"unknown optimizer {options['optimizer']!r}; use adam or lbfgs")
+        if options["pooling"] not in ("avg", "max"):
+            raise StreamdreamError(f"unknown pooling {options['pooling']!r}; use avg or max")
+        if options["octaves"] > 1 and options["octave_scale"] <= 1:
+            raise StreamdreamError(f"octave scale must be greater than 1, got {options['octave_scale']}")
+
+    def _layers(
+        self, layers: Sequence[str] | None, default: Sequence[str], weights: Sequence[float] | None, exp: float, what: str
+    ) -> dict[str, float]:
+        """Layer -> weight (summing to 1): the given weights times exp**depth, checked against the model."""
+        layers = list(layers or default)
+        for layer in layers:
+            self.model.resolve(layer)
+        given = weights or [1.0] * len(layers)
+        return dict(zip(layers, _normalized([w * exp**i for i, w in enumerate(given)], f"weights of the {what}", len(layers))))
+
+    # --- losses -------------------------------------------------------------------------------------
+
+    def _style_grams(self, size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """The styles' blended Gram matrices for a content of `size`, computed once per size."""
+        if size not in self._grams:
+            if len(self._grams) >= GRAM_CACHE_SIZES:
+                self._grams.clear()
+            side = max(MIN_STYLE_SIDE, round(self.style_scale * max(size)))
+            blended: dict[str, torch.Tensor] = {}
+            with torch.no_grad():
+                for picture, weight in zip(self.styles, self.style_weights):
+                    acts = self.model(_fit_side(picture, side), self.style_layers)
+                    for layer in self.style_layers:
+                        blended[layer] = blended.get(layer, 0.0) + weight * gram_matrix(acts[layer])
+            self._grams[size] = blended
+        return self._grams[size]
+
+    def terms(self, content_image: torch.Tensor) -> dict[str, Objective]:
+        """The unweighted objectives (negated losses) for stylizing `content_image`, by name."""
+        with torch.no_grad():
+            acts = self.model(content_image, self.content_layers)
+        terms = {"content": _weighted_sum({layer: content(layer, acts[layer]) for layer in self.content_layers}, self.content_layers)}
+        if self.styles:
+            terms["style"] = style(self._style_grams(tuple(content_image.shape[-2:])), self.style_layers)
+        terms["tv"] = total_variation()
+        return terms
+
+    def objective(self, content_image: torch.Tensor) -> Objective:
+        """What the optimizer maximizes: the weighted sum of the terms whose weight is not 0."""
+        weights = {"content": self.content_weight, "style": self.style_weight, "tv": self.tv_weight}
+        return _weighted_sum(self.terms(content_image), {name: weights[name] for name in weights if weights[name] > 0})
+
+    def losses(self, image: Picture, content_image: Picture) -> dict[str, float]:
+        """The unweighted losses of a result against its content picture (same size), e.g. to compare runs."""
+        x, c = (to_tensor(to_picture(p).rgb, self.device) for p in (image, content_image))
+        if x.shape != c.shape:
+            raise StreamdreamError(f"image {tuple(x.shape[-2:])} and content {tuple(c.shape[-2:])} differ in size")
+        terms = self.terms(c)
+        with torch.no_grad():
+            acts = self.model(x, functools.reduce(operator.or_, (t.layers for t in terms.values())))
+            return {name: -float(term(acts)) for name, term in terms.items()}
+
+    # --- optimization -------------------------------------------------------------------------------
+
+    def _minimize(self, start: torch.Tensor, objective: Objective, steps: int, progress: Progress | None) -> torch.Tensor:
+        layers = objective.layers
+        return minimize(start, lambda x: -objective(self.model(x, layers)), steps=steps, lr=self.lr, method=self.optimizer, progress=progress)
+
+    def steps(self, height: int, width: int) -> int:
+        """How many optimizer steps a still of this size takes (for progress bars)."""
+        return len(octave_sizes(height, width, self.octaves, self.octave_scale)) * self.iterations
+
+    def stylize_tensor(
+        self, image: torch.Tensor, *, start: torch.Tensor | None = None, progress: Progress | None = None
+    ) -> torch.Tensor:
+        """Stylize a 1 x 3 x H x W tensor in [0, 1] coarse to fine, from `start` (default: the image).
+
+        Each octave begins from its own resize of `start` plus the change the coarser octave made,
+        upsampled: the strokes carry up the pyramid while the start's fine detail stays sharp.
+        """
+        image = image.to(self.device)
+        start = image if start is None else start.to(self.device)
+        result = previous_base = None
+        for size in octave_sizes(*image.shape[-2:], self.octaves, self.octave_scale):
+            base = resize(start, size)
+            octave_start = base if result is None else (base + resize(result - previous_base, size)).clamp(0.0, 1.0)
+            result = self._minimize(octave_start, self.objective(resize(image, size)), self.iterations, progress)
+            previous_base = base
+        return keep_colors(result, image) if self.preserve_colors else result
+
+    def start_image(self, init: str | Source, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor | None:
+        """The optimization's first image: None for "content", noise for "noise", else a picture resized to fit.
+
+        The noise is faint, around mid-grey: full-range white noise leaves a speckle that the deep
+        layers cannot see and so never remove (it doubled the pixel error of content reconstructions).
+        """
+        if isinstance(init, str) and init == "content":
+            return None
+        if isinstance(init, str) and init == "noise":
+            return (0.4 + 0.2 * torch.rand(image.shape, generator=generator)).to(self.device)
+        return resize(to_tensor(_picture_rgb(init), self.device), tuple(image.shape[-2:]))
+
+    def stylize(self, image: Picture, *, init: str | Source = "content", seed: int | None = 0, progress: Progress | None = None) -> Picture:
+        """Stylize a numpy array or PIL image; returns the same type (alpha, if any, is kept as it was)."""
+        picture = to_picture(image)
+        tensor = to_tensor(picture.rgb, self.device)
+        start = self.start_image(init, tensor, make_generator(seed))
+        out = self.stylize_tensor(tensor, start=start, progress=progress)
+        return from_rgb_like(to_rgb(out), image, picture.alpha)
+
+    # --- streams (the FrameMode protocol) ------------------------------------------------------------
+
+    def first_frame(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A stream's first frame gets the full still treatment."""
+        return self.stylize_tensor(image)
+
+    def next_frame(
+        self,
+        image: torch.Tensor,
+        previous_input: torch.Tensor,
+        previous_output: torch.Tensor,
+        motion: Motion,
+        settings: TemporalSettings,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """Warm start: the previous result carried along the flow where it is trusted (blended in by
+        `settings.carry`, so a long clip can settle), the new frame elsewhere; then
+        `settings.frame_iterations * FRAME_STEPS_PER_ITERATION` steps at full size only (no octaves:
+        a pyramid would blur the carried strokes), the temporal loss holding trusted pixels in place."""
+        carried = motion.carry(previous_output)
+        mask = motion.mask * settings.carry
+        objective = self.objective(image)
+        if self.temporal_weight > 0:
+            objective = objective + self.temporal_weight * temporal(carried, mask)
+        start = torch.lerp(image, carried, mask)
+        result = self._minimize(start, objective, settings.frame_iterations * FRAME_STEPS_PER_ITERATION, None)
+        return keep_colors(result, image) if self.preserve_colors else result
+
+
+def _weighted_sum(objectives: Mapping[str, Objective], weights: Mapping[str, float]) -> Objective:
+    return functools.reduce(operator.add, (objectives[name] * weight for name, weight in weights.items()))
+
+
+def stylize(image: Picture, styles: Source | Sequence[Source] = (), *, init: str | Source = "content", seed: int | None = 0, **options) -> Picture:
+    """Stylize one picture (numpy array or PIL image in, the same type out). Options as for `Stylizer`."""
+    return Stylizer(styles, **options).stylize(image, init=init, seed=seed)

@@ -1,0 +1,187 @@
+"""The web UI end to end in a real headless Chromium with a fake webcam playing a generated clip.
+
+Skipped (with the reason) where /usr/bin/chromium or Playwright is missing; CI installs both.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = Path(os.environ.get("STREAMDREAM_CHROMIUM", "/usr/bin/chromium"))
+if not CHROMIUM.exists():
+    pytest.skip(f"no Chromium at {CHROMIUM} (CI installs the Debian chromium package)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+pytest.importorskip("gradio")
+
+from PIL import Image  # noqa: E402
+
+CLIP_SIZE = (160, 120)
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def camera_clip(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
+    from samples.make import camera_frames, make_clip
+
+    path = make_clip("pan", tmp_path_factory.mktemp("cam") / "cam.y4m", size=CLIP_SIZE, fps=15, seconds=2)
+    frames, _ = camera_frames("pan", CLIP_SIZE, 30)
+    return path.resolve(), frames
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    from apps.ui import build_app, launch
+
+    demo = build_app(tmp_path_factory.mktemp("ui"), live_time_limit=120, live_streams=2)
+    launch("127.0.0.1", free_port(), demo=demo, prevent_thread_lock=True, quiet=True)
+    yield demo.local_url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser(camera_clip):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=[*BROWSER_ARGS, f"--use-file-for-fake-video-capture={camera_clip[0]}"]
+        )
+        yield browser
+        browser.close()
+
+
+def open_live(browser, url: str):
+    context = browser.new_context(permissions=["camera"], viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(url, timeout=90_000)
+    page.get_by_role("tab", name="Live").click()
+    page.wait_for_selector("#live-input", timeout=60_000)
+    return context, page
+
+
+def set_slider(page, elem_id: str, value: float) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def start_webcam(page) -> None:
+    page.locator("#live-input").get_by_text("Click to Access Webcam").click()
+    page.locator("#live-input button", has_text="Record").first.click(timeout=30_000)
+
+
+def output_image(page) -> np.ndarray | None:
+    img = page.locator("#live-output img")
+    if img.count() == 0:
+        return None
+    src = img.first.get_attribute("src")
+    if not src:
+        return None
+    if src.startswith("data:"):
+        data = base64.b64decode(src.split(",", 1)[1])
+    else:
+        response = page.request.get(src)
+        if not response.ok:
+            return None
+        data = response.body()
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def readout(page) -> str:
+    return page.locator("#live-readout textarea").input_value()
+
+
+def distance_to_camera(image: np.ndarray, frames: list[np.ndarray]) -> float:
+    """Mean absolute difference to the closest camera frame (mirrored or not), at the output's size."""
+    h, w = image.shape[:2]
+    best = np.inf
+    for frame in frames:
+        ref = np.asarray(Image.fromarray(frame).resize((w, h), Image.Resampling.BILINEAR)).astype(np.float32)
+        for candidate in (ref, ref[:, ::-1]):
+            best = min(best, float(np.abs(candidate - image.astype(np.float32)).mean()))
+    return best
+
+
+def watch(pages, seconds: float) -> dict[int, list[tuple[float, str, np.ndarray]]]:
+    """Poll each page's output image; keep every distinct one with its arrival time."""
+    seen = {i: [] for i in range(len(pages))}
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        for i, page in enumerate(pages):
+            src = page.locator("#live-output img").first.get_attribute("src") if page.locator("#live-output img").count() else None
+            if src and (not seen[i] or seen[i][-1][1] != src):
+                image = output_image(page)
+                if image is not None:
+                    seen[i].append((time.monotonic(), src, image))
+        time.sleep(0.05)
+    return seen
+
+
+def displayed_fps(frames) -> float:
+    if len(frames) < 2:
+        return 0.0
+    return (len(frames) - 1) / (frames[-1][0] - frames[0][0])
+
+
+def test_live_tab_streams_dreamed_frames(browser, app_url, camera_clip, tmp_path_factory):
+    context, page = open_live(browser, app_url)
+    try:
+        set_slider(page, "live-strength", 4)  # a strong dream, so it differs plainly from the camera
+        start_webcam(page)
+        page.wait_for_function("() => document.querySelector('#live-readout textarea').value.startsWith('fps')", timeout=90_000)
+        frames = watch([page], 12)[0]
+        shot = tmp_path_factory.mktemp("artifacts") / "live.png"
+        page.screenshot(path=str(shot))
+        text = readout(page)
+        print(f"\nscreenshot: {shot}\nreadout: {text}\ndisplayed fps in the browser: {displayed_fps(frames):.2f} ({len(frames)} distinct frames)")
+    finally:
+        context.close()
+    assert len(frames) >= 3, f"only {len(frames)} processed frames arrived"
+    images = [f[2] for f in frames]
+    assert any(np.abs(a.astype(int) - b.astype(int)).mean() > 0.5 for a, b in zip(images, images[1:])), "the output does not change"
+    assert distance_to_camera(images[-1], camera_clip[1]) > 4.0, "the output looks like the camera frame: no dream"
+    assert text.startswith("fps ")
+
+
+def test_two_sessions_keep_separate_state(browser, app_url, camera_clip):
+    dreaming, dreamer_page = open_live(browser, app_url)
+    plain, plain_page = open_live(browser, app_url)
+    try:
+        set_slider(dreamer_page, "live-strength", 4)
+        set_slider(plain_page, "live-iterations", 0)  # no dream steps: this session shows the camera as it is
+        start_webcam(dreamer_page)
+        start_webcam(plain_page)
+        for page in (dreamer_page, plain_page):
+            page.wait_for_function("() => document.querySelector('#live-readout textarea').value.startsWith('fps')", timeout=90_000)
+        seen = watch([dreamer_page, plain_page], 10)
+        texts = readout(dreamer_page), readout(plain_page)
+        print(f"\nreadouts: {texts}")
+    finally:
+        dreaming.close()
+        plain.close()
+    assert len(seen[0]) >= 2 and len(seen[1]) >= 2
+    dreamed = distance_to_camera(seen[0][-1][2], camera_clip[1])
+    untouched = distance_to_camera(seen[1][-1][2], camera_clip[1])
+    print(f"distance to the camera: dreaming session {dreamed:.1f}, plain session {untouched:.1f}")
+    assert untouched < dreamed / 2, (dreamed, untouched)
