@@ -18,7 +18,7 @@ from samples.make import camera_frames, make_clip, true_backward_flow
 from streamdream.dream import Dreamer
 from streamdream.io.video import read_frames
 from streamdream.session import StreamSession, TemporalSettings
-from streamdream.temporal import warping_error
+from streamdream.temporal import strength, warping_error
 from streamdream.video import process_video
 
 from .test_video_io import _zero_frames
@@ -76,11 +76,14 @@ def test_warm_start_flickers_far_less_than_independent_frames():
     flows = [true_backward_flow(a, b, (96, 64)) for a, b in zip(affines, affines[1:])]
     dreamer = Dreamer(octaves=2, iterations=4, device="cpu")
     steady = TemporalSettings(frame_iterations=2, frame_octaves=1)
-    errors = {}
+    errors, strengths = {}, {}
     for name, settings in {"carried": steady, "independent": steady.with_(independent=True)}.items():
         session = StreamSession(dreamer, settings, seed=0)
-        errors[name] = warping_error([session.process(f) for f in frames], flows=flows)
+        outputs = [session.process(f) for f in frames]
+        errors[name] = warping_error(outputs, flows=flows)
+        strengths[name] = strength(outputs, frames)
     assert errors["carried"] < 0.5 * errors["independent"]
+    assert strengths["carried"] > 0.7 * strengths["independent"]  # steadier without simply dreaming less
 
 
 def test_interrupted_render_leaves_a_playable_partial_file(clip, tmp_path):
