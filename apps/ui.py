@@ -33,17 +33,22 @@ import gradio as gr
 import numpy as np
 import torch
 
+from streamdream.convert import to_rgb, to_tensor
 from streamdream.dream import Dreamer
 from streamdream.errors import StreamdreamError
 from streamdream.io.images import load_image, resize_max_side, save_image
 from streamdream.models import DEFAULT_MODEL, create_model, list_models
+from streamdream.optimize import make_generator
 from streamdream.session import PRESETS, StreamSession, TemporalSettings, preset
+from streamdream.style import Stylizer
 
 # ---- limits (module constants so a deployment can tune them; tests shrink them through build_app)
 MAX_UPLOAD = "200mb"  # Gradio refuses bigger uploads with a clear message
 MAX_VIDEO_SECONDS = 60.0
 MAX_STILL_SIDE = 2048  # hard cap; the slider picks the working size below it
 LIVE_TIME_LIMIT = 300  # seconds a live stream may run before it stops (the user can restart it)
+STREAM_STYLE = (2, 30)  # (octaves, iterations) of a style stream's first frame; later frames are warm-started
+MODES = ("dream", "style")
 LIVE_STREAMS = 2  # live streams admitted at once; more wait in the queue
 RENDERS = 1  # still/video jobs admitted at once
 
@@ -82,6 +87,23 @@ def _dreamer(model: str, objective: str, strength: float, octaves: int, iteratio
 def dreamer(model: str, objective: str, strength: float, octaves: int = 4, iterations: int = 10) -> Dreamer:
     try:
         return _dreamer(model or DEFAULT_MODEL, (objective or "").strip(), round(float(strength), 3), int(octaves), int(iterations))
+    except StreamdreamError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _stylizer(model: str, style_path: str, strength: float, octaves: int, iterations: int) -> Stylizer:
+    return Stylizer([style_path], model=model, style_weight=10.0 * strength, octaves=octaves, iterations=iterations, device="auto")
+
+
+def frame_mode(kind: str, model: str, objective: str, strength: float, style_path: str | None, octaves: int, iterations: int):
+    """The mode a tab runs: a `Dreamer`, or a `Stylizer` of the uploaded painting (strength scales the style weight)."""
+    if kind != "style":
+        return dreamer(model, objective, strength, octaves, iterations)
+    if not style_path:
+        raise gr.Error("style mode needs a style painting: upload one")
+    try:
+        return _stylizer(model or DEFAULT_MODEL, str(style_path), round(float(strength), 3), int(octaves), int(iterations))
     except StreamdreamError as exc:
         raise gr.Error(str(exc)) from None
 
@@ -192,20 +214,23 @@ def live_settings(preset_name: str, carry: float, iterations: int) -> TemporalSe
         raise gr.Error(str(exc)) from None
 
 
-def live_frame(frame, model, objective, strength, iterations, carry, preset_name, state: LiveState | None):
+def live_frame(frame, model, objective, strength, iterations, carry, preset_name, state: LiveState | None,
+               kind: str = "dream", style_path: str | None = None):
     """One webcam frame in, its dream out, plus the fps/latency readout. Called per streamed frame."""
     state = state if isinstance(state, LiveState) else LiveState()
     if frame is None:
         return None, state, "waiting for the camera"
-    frame = resize_max_side(np.ascontiguousarray(frame[..., :3]), live_max_side())
-    mode = dreamer(model, objective, strength, 1, 1)
+    frame = np.ascontiguousarray(frame[..., :3])
+    if max(frame.shape[:2]) > live_max_side():  # shrink big camera frames; never blow small ones up
+        frame = resize_max_side(frame, live_max_side())
+    mode = frame_mode(kind, model, objective, strength, style_path, *((1, 1) if kind != "style" else STREAM_STYLE))
     settings = live_settings(preset_name, carry, iterations)
-    key = (model, objective)
+    key = (kind, model, objective, style_path)
     if state.session is None:
         state.session = StreamSession(Serialized(mode), settings, seed=0)
     else:
         if key != state.key:
-            state.session.reset()  # a new model or objective: the old dream does not carry over
+            state.session.reset()  # a new mode, model, objective or painting: the old result does not carry over
         state.session.mode = Serialized(mode)  # a new strength keeps the warm state
         if state.session.settings != settings:
             state.session.settings = settings
@@ -230,7 +255,8 @@ def preset_values(preset_name: str):
 # ---------------------------------------------------------------- still
 
 
-def dream_still(path, model, objective, strength, octaves, iterations, max_side, seed, app: App):
+def dream_still(path, model, objective, strength, octaves, iterations, max_side, seed, app: App,
+                kind: str = "dream", style_path: str | None = None):
     if not path:
         raise gr.Error("upload a picture first")
     try:
@@ -245,12 +271,12 @@ def dream_still(path, model, objective, strength, octaves, iterations, max_side,
         rgb = resize_max_side(rgb, side)
         note = f"downscaled from {w}x{h} to {rgb.shape[1]}x{rgb.shape[0]} (max side {side})"
         gr.Info(note)
-    mode = dreamer(model, objective, strength, int(octaves), int(iterations))
+    mode = frame_mode(kind, model, objective, strength, style_path, int(octaves), int(iterations))
     started = time.perf_counter()
-    with _COMPUTE:
-        out = mode.dream(rgb, seed=int(seed))
+    with _COMPUTE:  # a stream's first frame is the mode's full still treatment
+        out = to_rgb(mode.first_frame(to_tensor(rgb, mode.device), make_generator(int(seed))))
     folder = app.output_folder()
-    before, after = folder / "before.png", folder / "dream.png"
+    before, after = folder / "before.png", folder / f"{kind}.png"
     save_image(before, rgb)
     save_image(after, out)
     return (str(before), str(after)), str(after), f"{note} · {time.perf_counter() - started:.1f} s"
@@ -260,7 +286,7 @@ def dream_still(path, model, objective, strength, octaves, iterations, max_side,
 
 
 def dream_video(path, model, objective, strength, carry, iterations, preset_name, max_side, app: App,
-                request: gr.Request = None, progress=gr.Progress()):
+                request: gr.Request = None, progress=gr.Progress(), kind: str = "dream", style_path: str | None = None):
     from streamdream.io.video import probe_video
     from streamdream.video import fit_max_side, process_video
 
@@ -277,11 +303,11 @@ def dream_video(path, model, objective, strength, carry, iterations, preset_name
     if (fitted.width, fitted.height) != (info.width, info.height):
         notes.append(f"downscaled from {info.width}x{info.height} to {fitted.width}x{fitted.height}")
         gr.Info(notes[-1])
-    mode = Serialized(dreamer(model, objective, strength, 1, 1))
+    mode = Serialized(frame_mode(kind, model, objective, strength, style_path, *((1, 1) if kind != "style" else STREAM_STYLE)))
     settings = live_settings(preset_name, carry, iterations)
     cancel = _cancel_event(request)
     cancel.clear()
-    dst = app.output_folder() / "dream.mp4"
+    dst = app.output_folder() / f"{kind}.mp4"
     progress((0, info.frame_count), desc="rendering", unit="frames")
 
     def on_frame(done: int, total: int | None) -> None:
@@ -309,6 +335,14 @@ def cancel_video(request: gr.Request):
 # ---------------------------------------------------------------- layout
 
 
+def _mode_controls(tab: str):
+    """Dream or style, and the painting style mode copies (the objective is ignored in style mode)."""
+    with gr.Row():
+        kind = gr.Radio(list(MODES), value="dream", label="mode", elem_id=f"{tab}-mode")
+        painting = gr.Image(sources=["upload"], type="filepath", label="style painting (style mode)", height=120, elem_id=f"{tab}-style")
+    return kind, painting
+
+
 def _model_controls(default_objective: str):
     models = available_models()
     with gr.Row():
@@ -327,15 +361,16 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
     fast = PRESETS["fast"]
     cpu_side = 320 if not _cuda() else 640
 
-    def still_endpoint(path, model, objective, strength, octaves, iterations, max_side, seed):
-        return dream_still(path, model, objective, strength, octaves, iterations, max_side, seed, app)
+    def still_endpoint(path, model, objective, strength, octaves, iterations, max_side, seed, kind="dream", style_path=None):
+        return dream_still(path, model, objective, strength, octaves, iterations, max_side, seed, app, kind, style_path)
 
-    def video_endpoint(path, model, objective, strength, carry, iterations, preset_name, max_side,
-                       request: gr.Request, progress=gr.Progress()):
-        return dream_video(path, model, objective, strength, carry, iterations, preset_name, max_side, app, request, progress)
+    def video_endpoint(path, model, objective, strength, carry, iterations, preset_name, max_side, kind="dream", style_path=None,
+                       request: gr.Request = None, progress=gr.Progress()):
+        return dream_video(path, model, objective, strength, carry, iterations, preset_name, max_side, app, request, progress,
+                           kind, style_path)
 
     with gr.Blocks(title="streamdream") as demo:
-        gr.Markdown("# streamdream\nDeepDream on your webcam, videos and photos.")
+        gr.Markdown("# streamdream\nDeepDream and neural style on your webcam, videos and photos.")
         with gr.Tabs():
             with gr.Tab("Live", id="live"):
                 live_state = gr.State(None)
@@ -343,6 +378,7 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                     cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="webcam", elem_id="live-input")
                     live_out = gr.Image(label="dream", type="numpy", format="jpeg", interactive=False, elem_id="live-output")
                 readout = gr.Textbox(label="fps / latency", value="start the webcam", interactive=False, elem_id="live-readout")
+                l_kind, l_style = _mode_controls("live")
                 l_model, l_objective = _model_controls(default_objective)
                 with gr.Row():
                     l_strength = gr.Slider(0.25, 4, value=1.0, step=0.25, label="strength", elem_id="live-strength")
@@ -352,7 +388,7 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                 l_preset.change(preset_values, l_preset, [l_iters, l_carry], queue=False, api_visibility="private")
                 cam.stream(
                     live_frame,
-                    [cam, l_model, l_objective, l_strength, l_iters, l_carry, l_preset, live_state],
+                    [cam, l_model, l_objective, l_strength, l_iters, l_carry, l_preset, live_state, l_kind, l_style],
                     [live_out, live_state, readout],
                     api_name="live_frame",
                     stream_every=0.1,
@@ -366,6 +402,7 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                 with gr.Row():
                     v_in = gr.Video(sources=["upload"], label="video", elem_id="video-input")
                     v_out = gr.Video(label="dream", interactive=False, elem_id="video-output")
+                v_kind, v_style = _mode_controls("video")
                 v_model, v_objective = _model_controls(default_objective)
                 with gr.Row():
                     v_strength = gr.Slider(0.25, 4, value=1.0, step=0.25, label="strength")
@@ -382,7 +419,7 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                 gr.Examples([[p] for p in app.example_videos()], inputs=[v_in], label="sample clips")
                 render = v_go.click(
                     video_endpoint,
-                    [v_in, v_model, v_objective, v_strength, v_carry, v_iters, v_preset, v_side],
+                    [v_in, v_model, v_objective, v_strength, v_carry, v_iters, v_preset, v_side, v_kind, v_style],
                     [v_out, v_file, v_note],
                     api_name="dream_video",
                     concurrency_limit=RENDERS,
@@ -394,6 +431,7 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                 with gr.Row():
                     s_in = gr.Image(sources=["upload", "clipboard"], type="filepath", label="picture", elem_id="still-input")
                     s_out = gr.ImageSlider(label="before / after", interactive=False, elem_id="still-output")
+                s_kind, s_style = _mode_controls("still")
                 s_model, s_objective = _model_controls(default_objective)
                 with gr.Row():
                     s_strength = gr.Slider(0.25, 4, value=1.0, step=0.25, label="strength")
@@ -407,7 +445,7 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                 gr.Examples([[p] for p in app.example_stills()], inputs=[s_in], label="sample photos")
                 s_go.click(
                     still_endpoint,
-                    [s_in, s_model, s_objective, s_strength, s_octaves, s_iters, s_side, s_seed],
+                    [s_in, s_model, s_objective, s_strength, s_octaves, s_iters, s_side, s_seed, s_kind, s_style],
                     [s_out, s_file, s_note],
                     api_name="dream_still",
                     concurrency_limit=RENDERS,

@@ -90,6 +90,26 @@ def test_bad_objective_is_a_clear_error(client, tmp_path, astronaut_96):
         client.predict(gradio_client.handle_file(str(src)), "efficientnet_lite0", "blocks.99", 1.0, 1, 1, 96, 0, api_name="/dream_still")
 
 
+def test_style_still_round_trip(client, tmp_path, coffee_odd, astronaut_96):
+    src, painting = tmp_path / "in.png", tmp_path / "painting.png"
+    Image.fromarray(coffee_odd).save(src)
+    stripes = np.full((64, 64, 3), (30, 200, 60), np.uint8)
+    stripes[:, ::8] = 0  # a loud green "painting" with dark stripes; the coffee photo is brown
+    Image.fromarray(stripes).save(painting)
+    pair, download, note = client.predict(
+        gradio_client.handle_file(str(src)), "efficientnet_lite0", "", 1.0, 1, 40, 64, 0, "style", gradio_client.handle_file(str(painting)),
+        api_name="/dream_still",
+    )
+    before = np.asarray(Image.open(pair[0]).convert("RGB")).astype(int)
+    after = np.asarray(Image.open(download).convert("RGB")).astype(int)
+    assert Path(download).name == "style.png" and before.shape == after.shape
+    assert (after[..., 1] - after[..., 0]).mean() > (before[..., 1] - before[..., 0]).mean() + 10  # greener, like the painting
+
+    with pytest.raises(Exception, match="style painting"):
+        client.predict(gradio_client.handle_file(str(src)), "efficientnet_lite0", "", 1.0, 1, 2, 64, 0, "style", None,
+                       api_name="/dream_still")
+
+
 def test_cli_has_ui_command():
     from apps.cli import build_parser
 
@@ -147,3 +167,18 @@ def test_streamdream_ui_serves_on_loopback_within_a_minute(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_live_frames_in_style_mode(tmp_path):
+    from apps.ui import live_frame
+    from samples.make import camera_frames
+
+    painting = tmp_path / "painting.png"
+    Image.fromarray(np.full((48, 48, 3), (30, 200, 60), np.uint8)).save(painting)
+    frames, _ = camera_frames("pan", (96, 64), 2)
+    state = None
+    for frame in frames:
+        out, state, readout = live_frame(frame, "efficientnet_lite0", "", 1.0, 1, 0.9, "fast", state, "style", str(painting))
+        assert out.shape == frame.shape
+    assert state.session.frames == 2 and "fps" in readout
+    assert (out[..., 1].astype(int) - out[..., 0]).mean() > (frames[1][..., 1].astype(int) - frames[1][..., 0]).mean()
