@@ -49,6 +49,7 @@ MAX_STILL_SIDE = 2048  # hard cap; the slider picks the working size below it
 LIVE_TIME_LIMIT = 300  # seconds a live stream may run before it stops (the user can restart it)
 STREAM_STYLE = (2, 30)  # (octaves, iterations) of a style stream's first frame; later frames are warm-started
 MODES = ("dream", "style")
+TOOLS = ("saliency", "fool", "classviz", "invert")  # Still tab only: the image-gradient tools
 LIVE_STREAMS = 2  # live streams admitted at once; more wait in the queue
 RENDERS = 1  # still/video jobs admitted at once
 
@@ -255,26 +256,59 @@ def preset_values(preset_name: str):
 # ---------------------------------------------------------------- still
 
 
-def dream_still(path, model, objective, strength, octaves, iterations, max_side, seed, app: App,
-                kind: str = "dream", style_path: str | None = None):
-    if not path:
-        raise gr.Error("upload a picture first")
+def image_tool(kind: str, rgb: np.ndarray | None, model: str, objective: str, class_index: int, seed: int) -> tuple[np.ndarray, str]:
+    """The image-gradient tools of the Still tab: (picture to show, one line about it)."""
+    from streamdream import gradients
+    from streamdream.models import imagenet_labels
+
+    model = model or DEFAULT_MODEL
+    index = int(class_index)
     try:
-        picture = load_image(path)
+        if kind == "classviz":
+            label = imagenet_labels()[index] if 0 <= index < 1000 else "?"
+            return gradients.class_visualization(index, seed=seed, model=model), f"class {index} ({label}) grown from noise"
+        if kind == "saliency":
+            top = gradients.classify(rgb, model, top=3)
+            overlay = gradients.saliency_overlay(rgb, gradients.saliency(rgb, model=model))
+            return overlay, "saliency of the top class; top 3: " + ", ".join(f"{p.label} {p.prob:.2f}" for p in top)
+        if kind == "fool":
+            result = gradients.fool(rgb, index, model=model)
+            if not result.success:
+                raise gr.Error(f"not fooled into class {index} within {result.iterations} steps")
+            return result.image, f"now seen as class {index} ({imagenet_labels()[index]}) after {result.iterations} steps, L-inf {255 * result.linf:.0f}/255"
+        layer = objective or "stem"
+        return gradients.invert(rgb, layer, model=model, seed=seed), f"reconstructed from the features of {layer}"
     except StreamdreamError as exc:
         raise gr.Error(str(exc)) from None
-    side = min(int(max_side), MAX_STILL_SIDE)
-    h, w = picture.rgb.shape[:2]
-    note = f"{w}x{h}"
-    rgb = picture.rgb
-    if max(h, w) > side:
-        rgb = resize_max_side(rgb, side)
-        note = f"downscaled from {w}x{h} to {rgb.shape[1]}x{rgb.shape[0]} (max side {side})"
-        gr.Info(note)
-    mode = frame_mode(kind, model, objective, strength, style_path, int(octaves), int(iterations))
+
+
+def dream_still(path, model, objective, strength, octaves, iterations, max_side, seed, app: App,
+                kind: str = "dream", style_path: str | None = None, class_index: int = 1):
+    rgb, note = None, "from noise"
+    if path:
+        try:
+            rgb = load_image(path).rgb
+        except StreamdreamError as exc:
+            raise gr.Error(str(exc)) from None
+        side = min(int(max_side), MAX_STILL_SIDE)
+        h, w = rgb.shape[:2]
+        note = f"{w}x{h}"
+        if max(h, w) > side:
+            rgb = resize_max_side(rgb, side)
+            note = f"downscaled from {w}x{h} to {rgb.shape[1]}x{rgb.shape[0]} (max side {side})"
+            gr.Info(note)
+    elif kind != "classviz":
+        raise gr.Error("upload a picture first")
     started = time.perf_counter()
-    with _COMPUTE:  # a stream's first frame is the mode's full still treatment
-        out = to_rgb(mode.first_frame(to_tensor(rgb, mode.device), make_generator(int(seed))))
+    if kind in TOOLS:
+        with _COMPUTE:
+            out, about = image_tool(kind, rgb, model, objective, class_index, int(seed))
+        note = f"{note} · {about}"
+    else:
+        mode = frame_mode(kind, model, objective, strength, style_path, int(octaves), int(iterations))
+        with _COMPUTE:  # a stream's first frame is the mode's full still treatment
+            out = to_rgb(mode.first_frame(to_tensor(rgb, mode.device), make_generator(int(seed))))
+    rgb = out if rgb is None else rgb
     folder = app.output_folder()
     before, after = folder / "before.png", folder / f"{kind}.png"
     save_image(before, rgb)
@@ -335,10 +369,10 @@ def cancel_video(request: gr.Request):
 # ---------------------------------------------------------------- layout
 
 
-def _mode_controls(tab: str):
-    """Dream or style, and the painting style mode copies (the objective is ignored in style mode)."""
+def _mode_controls(tab: str, modes: tuple[str, ...] = MODES):
+    """Dream or style (or a tool), and the painting style mode copies (the objective is ignored in style mode)."""
     with gr.Row():
-        kind = gr.Radio(list(MODES), value="dream", label="mode", elem_id=f"{tab}-mode")
+        kind = gr.Radio(list(modes), value="dream", label="mode", elem_id=f"{tab}-mode")
         painting = gr.Image(sources=["upload"], type="filepath", label="style painting (style mode)", height=120, elem_id=f"{tab}-style")
     return kind, painting
 
@@ -361,8 +395,8 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
     fast = PRESETS["fast"]
     cpu_side = 320 if not _cuda() else 640
 
-    def still_endpoint(path, model, objective, strength, octaves, iterations, max_side, seed, kind="dream", style_path=None):
-        return dream_still(path, model, objective, strength, octaves, iterations, max_side, seed, app, kind, style_path)
+    def still_endpoint(path, model, objective, strength, octaves, iterations, max_side, seed, kind="dream", style_path=None, class_index=1):
+        return dream_still(path, model, objective, strength, octaves, iterations, max_side, seed, app, kind, style_path, class_index)
 
     def video_endpoint(path, model, objective, strength, carry, iterations, preset_name, max_side, kind="dream", style_path=None,
                        request: gr.Request = None, progress=gr.Progress()):
@@ -431,7 +465,7 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                 with gr.Row():
                     s_in = gr.Image(sources=["upload", "clipboard"], type="filepath", label="picture", elem_id="still-input")
                     s_out = gr.ImageSlider(label="before / after", interactive=False, elem_id="still-output")
-                s_kind, s_style = _mode_controls("still")
+                s_kind, s_style = _mode_controls("still", MODES + TOOLS)
                 s_model, s_objective = _model_controls(default_objective)
                 with gr.Row():
                     s_strength = gr.Slider(0.25, 4, value=1.0, step=0.25, label="strength")
@@ -439,13 +473,14 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                     s_iters = gr.Slider(1, 50, value=10, step=1, label="iterations per octave")
                     s_side = gr.Slider(64, MAX_STILL_SIDE, value=384 if not _cuda() else 1024, step=16, label="max side (px)")
                     s_seed = gr.Number(0, precision=0, label="seed")
+                    s_class = gr.Number(1, precision=0, label="ImageNet class (fool, classviz)")
                 s_go = gr.Button("Dream", variant="primary")
                 s_file = gr.File(label="download", interactive=False)
                 s_note = gr.Textbox(label="status", interactive=False)
                 gr.Examples([[p] for p in app.example_stills()], inputs=[s_in], label="sample photos")
                 s_go.click(
                     still_endpoint,
-                    [s_in, s_model, s_objective, s_strength, s_octaves, s_iters, s_side, s_seed, s_kind, s_style],
+                    [s_in, s_model, s_objective, s_strength, s_octaves, s_iters, s_side, s_seed, s_kind, s_style, s_class],
                     [s_out, s_file, s_note],
                     api_name="dream_still",
                     concurrency_limit=RENDERS,

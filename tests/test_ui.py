@@ -182,3 +182,21 @@ def test_live_frames_in_style_mode(tmp_path):
         assert out.shape == frame.shape
     assert state.session.frames == 2 and "fps" in readout
     assert (out[..., 1].astype(int) - out[..., 0]).mean() > (frames[1][..., 1].astype(int) - frames[1][..., 0]).mean()
+
+
+def test_still_tab_runs_the_image_gradient_tools(client, tmp_path):
+    import skimage.data
+
+    from streamdream.gradients import classify
+
+    src = tmp_path / "cat.png"
+    Image.fromarray(skimage.data.chelsea()).save(src)
+    pair, download, note = client.predict(
+        gradio_client.handle_file(str(src)), "efficientnet_lite0", "", 1.0, 1, 1, 224, 0, "saliency", None, 1, api_name="/dream_still"
+    )
+    assert "Egyptian cat" in note and Path(download).name == "saliency.png"
+    pair, download, note = client.predict(
+        gradio_client.handle_file(str(src)), "efficientnet_lite0", "", 1.0, 1, 1, 224, 0, "fool", None, 1, api_name="/dream_still"
+    )
+    assert "goldfish" in note
+    assert classify(np.asarray(Image.open(download).convert("RGB")), top=1)[0].index == 1
