@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fractions
-import threading
 import time
 
 import numpy as np
@@ -90,14 +89,21 @@ def test_a_settings_change_takes_effect_on_the_next_frame():
     assert session.flow.preset == "ultrafast"
 
 
-def test_a_scene_cut_drops_the_carry():
+@pytest.mark.parametrize(
+    "preset_name, expected",
+    [
+        ("balanced", ["first", "next", "first"]),  # files: a cut gets the full still treatment
+        ("fast", ["next", "next", "next"]),  # live: never a multi-second still dream, not even first
+    ],
+)
+def test_a_scene_cut_drops_the_carry(preset_name, expected):
     mode = RecordingMode()
-    session = StreamSession(mode)
+    session = StreamSession(mode, preset(preset_name))
     pan = frames(2)
     other = np.random.default_rng(0).integers(0, 256, pan[0].shape, dtype=np.uint8)
     for image in (pan[0], pan[1], other):
         session.process(image)
-    assert [kind for kind, _ in mode.calls] == ["first", "next", "first"]
+    assert [kind for kind, _ in mode.calls] == expected
     assert session.cuts == 1
 
 
@@ -125,15 +131,4 @@ def test_live_stream_surfaces_worker_errors():
         with LiveStream(StreamSession(Broken())) as live:
             live.submit(frames(1)[0])
             time.sleep(0.1)
-    assert threading.active_count() >= 1
 
-
-def test_live_preset_starts_and_restarts_without_a_still_dream():
-    mode = RecordingMode()
-    session = StreamSession(mode, preset("fast"))
-    pan = frames(2)
-    other = np.random.default_rng(1).integers(0, 256, pan[0].shape, dtype=np.uint8)
-    for image in (pan[0], pan[1], other):
-        session.process(image)
-    assert [kind for kind, _ in mode.calls] == ["next", "next", "next"]
-    assert session.cuts == 1
