@@ -112,3 +112,23 @@ def test_registry_lists_every_model_once():
     assert names[0] == "efficientnet_lite0"
     assert {"vgg19", "vgg16", "googlenet", "inception_v3"} <= set(names)
     assert len(names) == len(set(names))
+
+
+def test_batchnorm_folding_keeps_outputs_and_activations():
+    from timm.layers import BatchNormAct2d
+
+    from streamdream.models.backbone import fold_batchnorm
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), BatchNormAct2d(8, act_layer=torch.nn.ReLU6), torch.nn.Conv2d(8, 4, 1, bias=False), torch.nn.BatchNorm2d(4))
+    for bn in (net[1], net[3]):
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 2)
+        bn.bias.data.uniform_(-1, 1)
+    net.eval()
+    x = torch.randn(2, 3, 16, 16)
+    expected = net(x)
+    assert fold_batchnorm(net) == 2
+    assert isinstance(net[1], torch.nn.ReLU6) and isinstance(net[3], torch.nn.Identity)
+    assert torch.allclose(net(x), expected, atol=1e-5)

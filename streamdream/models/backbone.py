@@ -43,6 +43,30 @@ class ModelDefaults:
     extra: dict = field(default_factory=dict)
 
 
+@torch.no_grad()
+def fold_batchnorm(module: nn.Module) -> int:
+    """Fold every eval-mode BatchNorm into the convolution registered just before it; returns the count.
+
+    The network is frozen, so `bn(conv(x))` is exactly a convolution with rescaled weights and a bias.
+    Folding removes a full read and write of every activation, forward and backward (BatchNorm plus its
+    fused activation were about a fifth of a CPU step). timm's BatchNormAct2d keeps its activation.
+    """
+    folded = 0
+    for parent in module.modules():
+        children = list(parent.named_children())
+        for (_, conv), (bn_name, bn) in zip(children, children[1:]):
+            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.running_var is not None):
+                continue
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1.0 / torch.sqrt(bn.running_var + bn.eps)
+            shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
+            conv.weight.mul_(scale.view(-1, 1, 1, 1))
+            bias = shift if conv.bias is None else conv.bias * scale + shift
+            conv.bias = nn.Parameter(bias.clone(), requires_grad=False)
+            setattr(parent, bn_name, getattr(bn, "act", None) or nn.Identity())
+            folded += 1
+    return folded
+
+
 class Backbone(nn.Module):
     """A frozen network with named stages, input normalization and layer metadata.
 
@@ -69,6 +93,7 @@ class Backbone(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.eval().requires_grad_(False)
+        fold_batchnorm(self.stages)
         self.layers = self._describe()
 
     @torch.no_grad()
