@@ -80,9 +80,9 @@ def _layers(model: str) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=16)
 def _dreamer(model: str, objective: str, strength: float, octaves: int, iterations: int) -> Dreamer:
-    base = Dreamer(model, objective or None, device="auto")
-    step = base.model.defaults.dream_step * strength
-    return Dreamer(base.model, base.objective, octaves=octaves, iterations=iterations, step=step, device=base.device)
+    backbone = create_model(model, device="auto")
+    step = backbone.defaults.dream_step * strength
+    return Dreamer(backbone, objective or None, octaves=octaves, iterations=iterations, step=step, device=backbone.mean.device)
 
 
 def dreamer(model: str, objective: str, strength: float, octaves: int = 4, iterations: int = 10) -> Dreamer:

@@ -126,9 +126,13 @@ class StreamSession:
     def reset(self) -> None:
         self._previous = None
 
+    def _carries_from(self, previous: np.ndarray | None, current: np.ndarray) -> bool:
+        """Whether `current` can be warm-started from the input frame before it."""
+        return previous is not None and previous.shape == current.shape and not self.settings.independent
+
     def wants_flow(self, previous: np.ndarray | None, current: np.ndarray) -> bool:
-        """Whether this frame will be warm-started, i.e. needs flow from `previous`."""
-        return previous is not None and previous.shape == current.shape and not self.settings.independent and self.settings.flow == "dis"
+        """Whether this frame will be warm-started along an optical flow from `previous`."""
+        return self._carries_from(previous, current) and self.settings.flow == "dis"
 
     def process(self, rgb: np.ndarray, flows: FramePairFlows | None = None) -> np.ndarray:
         """The next frame's result, H x W x 3 uint8 in and out.
@@ -144,9 +148,9 @@ class StreamSession:
         if motion is not None:
             _, previous_input, previous_output = self._previous
             out = self.mode.next_frame(image, previous_input, previous_output, motion, self.settings, self.generator)
-        elif self.settings.fresh_start == "frame":
-            nothing = no_motion(*rgb.shape[:2], self.mode.device)
-            out = self.mode.next_frame(image, image, image, replace(nothing, mask=torch.zeros_like(nothing.mask)), self.settings, self.generator)
+        elif self.settings.fresh_start == "frame":  # per-frame settings with nothing carried
+            nothing = no_motion(*rgb.shape[:2], self.mode.device, trusted=False)
+            out = self.mode.next_frame(image, image, image, nothing, self.settings, self.generator)
         else:
             out = self.mode.first_frame(image, self.generator)
         if out.device.type == "cuda":
@@ -166,7 +170,7 @@ class StreamSession:
     def _motion(self, rgb: np.ndarray, flows: FramePairFlows | None) -> Motion | None:
         """The motion to warm-start from, or None when this frame starts afresh."""
         previous = self._previous
-        if previous is None or self.settings.independent or previous[0].shape != rgb.shape:
+        if previous is None or not self._carries_from(previous[0], rgb):
             return None
         if self.settings.flow == "none":
             return no_motion(*rgb.shape[:2], self.mode.device)

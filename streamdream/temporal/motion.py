@@ -59,6 +59,7 @@ def estimate_motion(estimator: FlowEstimator, previous: np.ndarray, current: np.
     return motion_from_flows(frame_flows(estimator, previous, current, check=check), device)
 
 
-def no_motion(height: int, width: int, device: torch.device | str = "cpu") -> Motion:
-    """Zero flow, everything trusted: carrying in place, for `--flow none`."""
-    return Motion(torch.zeros(1, 2, height, width, device=device), torch.ones(1, 1, height, width, device=device))
+def no_motion(height: int, width: int, device: torch.device | str = "cpu", *, trusted: bool = True) -> Motion:
+    """Zero flow: carrying in place (`--flow none`), or with `trusted=False` carrying nothing at all."""
+    mask = torch.full((1, 1, height, width), float(trusted), device=device)
+    return Motion(torch.zeros(1, 2, height, width, device=device), mask)
