@@ -7,6 +7,7 @@ reported apart and left out of the steady-state figures.
 
     python benchmarks/live.py --device cpu --resolution 320x240 --frames 60
     python benchmarks/live.py --device cuda --resolution 1280x720 --frames 300 --preset balanced
+    python benchmarks/live.py --device cuda --resolution 640x480 --frames 300 --eager   # without CUDA graphs
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=60, help="results to collect after the first frame")
     parser.add_argument("--preset", default="auto", help="fast, balanced, quality; auto = fast on CPU, balanced on GPU")
     parser.add_argument("--source-fps", type=float, default=30.0)
+    parser.add_argument("--eager", action="store_true", help="run every step eagerly (no captured CUDA graphs)")
     args = parser.parse_args()
 
     width, height = (int(v) for v in args.resolution.split("x"))
-    dreamer = Dreamer(device=args.device)
+    dreamer = Dreamer(device=args.device, cuda_graphs=not args.eager)
     name = args.preset if args.preset != "auto" else ("fast" if dreamer.device.type == "cpu" else "balanced")
     session = StreamSession(dreamer, preset(name))
     clip, _ = camera_frames("pan", (width, height), 120)
@@ -76,6 +78,7 @@ def main() -> None:
         "first_frame_ms": first.latency_ms,
         "dropped": live.dropped,
         "gpu_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if dreamer.device.type == "cuda" else 0.0,
+        "captured_graphs": len(dreamer.graphs) if dreamer.graphs is not None else 0,
         **stage,
     }
     print(json.dumps(report))

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .convert import to_rgb, to_tensor
+from .cuda_graphs import StepGraphs
 from .errors import StreamdreamError
 from .io.images import from_rgb_like, resize_max_side, to_picture
 from .models import DEFAULT_MODEL, Backbone, create_model, resolve_device
@@ -37,6 +38,8 @@ class Dreamer:
       guide_image   picture whose features the dream should match, on the objective's single layer
                     (default: the model's guide layer)
       octaves, octave_scale, iterations, step, jitter, tile, lapnorm: see `streamdream dream --help`
+      cuda_graphs   on CUDA, replay the optimizer step of sizes seen before as captured graphs (the
+                    real-time fast path, `streamdream.cuda_graphs`); False runs every step eagerly
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class Dreamer:
         lapnorm: bool = False,
         device: str | torch.device = "auto",
         weights: str | None = None,
+        cuda_graphs: bool = True,
     ) -> None:
         _check_positive(octaves=octaves, iterations=iterations, tile=tile, octave_scale=octave_scale)
         if octave_scale <= 1.0:
@@ -69,6 +73,7 @@ class Dreamer:
         self.ascent = Ascent(iterations=iterations, step=step or self.model.defaults.dream_step, jitter=jitter, tile=tile, lapnorm=lapnorm)
         self.octaves = octaves
         self.octave_scale = octave_scale
+        self.graphs = StepGraphs() if cuda_graphs and self.device.type == "cuda" else None
 
     def _guide_objective(self, objective: Objective, guide_image) -> Objective:
         layers = sorted(objective.layers)
@@ -107,6 +112,7 @@ class Dreamer:
             generator=generator,
             residual=residual,
             progress=progress,
+            graphs=self.graphs,
         )
 
     def first_frame(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -4,7 +4,8 @@ Each step rolls the image by a random shift (so tile seams and the network's str
 in one place), computes the objective's gradient tile by tile (so memory is bounded at any image
 size), undoes the roll, normalizes the gradient (globally, or per Laplacian-pyramid band), takes a
 step and clamps to the valid pixel range. Octaves run the same ascent from coarse to fine, carrying
-the dream residual up the pyramid. Devices, autocast and memory layout are decided here and only here.
+the dream residual up the pyramid. Devices, autocast and memory layout are decided here and only here;
+on CUDA a stream's repeated steps are replayed as captured graphs (`streamdream.cuda_graphs`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,18 @@ import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
+from .convert import upload
 from .models import Backbone
 from .objectives import Objective
+
+if TYPE_CHECKING:
+    from .cuda_graphs import StepGraphs
 
 Progress = Callable[[int], None]
 
@@ -49,10 +56,35 @@ def make_generator(seed: int | None) -> torch.Generator:
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (the step is bandwidth- and launch-bound, bf16 halves both); fp32 elsewhere."""
+    """bf16 autocast on CUDA (the step is bandwidth- and launch-bound, bf16 halves both); fp32 elsewhere.
+
+    The cast-weights cache is off: a CUDA graph must not capture tensors the cache frees on exit, and
+    the frozen weights are cast once per forward either way.
+    """
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()
+
+
+def jitter_shifts(generator: torch.Generator, jitter: int, count: int) -> torch.Tensor:
+    """`count` random (dy, dx) roll shifts in [-jitter, jitter], drawn on the host from the seeded generator.
+
+    Drawing on the host keeps results independent of the device and needs no GPU synchronization;
+    the shifts reach the device as data, so a captured step stays random under replay.
+    """
+    return torch.randint(-jitter, jitter + 1, (count, 2), generator=generator)
+
+
+def roll(image: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """`torch.roll(image, shift, (2, 3))` for a (dy, dx) shift held in a tensor.
+
+    A gather with indices computed on the device (`shift` lives on the image's device), so the shift is
+    an input of a captured graph rather than a constant baked into it; `roll(roll(x, s), -s)` is `x`.
+    """
+    height, width = image.shape[-2:]
+    rows = torch.remainder(torch.arange(height, device=image.device) - shift[0], height)
+    cols = torch.remainder(torch.arange(width, device=image.device) - shift[1], width)
+    return image.index_select(2, rows).index_select(3, cols)
 
 
 def tile_slices(length: int, tile: int) -> list[slice]:
@@ -96,8 +128,13 @@ _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
 
 def _kernel(image: torch.Tensor) -> torch.Tensor:
-    k = torch.outer(_BINOMIAL, _BINOMIAL).to(image.device, image.dtype)
-    return k.expand(image.shape[1], 1, 5, 5)
+    return _kernel_on(image.device, image.dtype).expand(image.shape[1], 1, 5, 5)
+
+
+@lru_cache(maxsize=16)
+def _kernel_on(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The 5x5 binomial kernel, uploaded once per device: a host copy inside a CUDA graph capture would fail."""
+    return torch.outer(_BINOMIAL, _BINOMIAL).to(device, dtype)
 
 
 def _pyramid_down(image: torch.Tensor) -> torch.Tensor:
@@ -135,6 +172,20 @@ def laplacian_normalize(grad: torch.Tensor, levels: int = 4) -> torch.Tensor:
     return laplacian_merge([b / (b.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-8) for b in bands])
 
 
+def gradient_step(image: torch.Tensor, shift: torch.Tensor, model: Backbone, objective: Objective, ascent: Ascent) -> torch.Tensor:
+    """One normalized gradient step on `image` seen through a jitter roll by `shift`; returns the new image.
+
+    A pure function of tensors with no host synchronization, so the same code runs eagerly and as a
+    captured CUDA graph.
+    """
+    grad, _ = objective_gradient(model, objective, roll(image, shift), ascent.tile)
+    grad = roll(grad, -shift)
+    if ascent.lapnorm:
+        grad = laplacian_normalize(grad, ascent.lapnorm_levels)
+    grad = grad / (grad.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)
+    return (image + ascent.step * grad).clamp_(0.0, 1.0)
+
+
 def ascend(
     image: torch.Tensor,
     model: Backbone,
@@ -142,17 +193,19 @@ def ascend(
     ascent: Ascent,
     generator: torch.Generator,
     progress: Progress | None = None,
+    graphs: StepGraphs | None = None,
 ) -> torch.Tensor:
-    """`ascent.iterations` normalized gradient steps on `image` (B x 3 x H x W in [0, 1])."""
-    for _ in range(ascent.iterations):
-        dy, dx = torch.randint(-ascent.jitter, ascent.jitter + 1, (2,), generator=generator).tolist()
-        rolled = torch.roll(image, (dy, dx), (2, 3))
-        grad, _ = objective_gradient(model, objective, rolled, ascent.tile)
-        grad = torch.roll(grad, (-dy, -dx), (2, 3))
-        if ascent.lapnorm:
-            grad = laplacian_normalize(grad, ascent.lapnorm_levels)
-        grad = grad / (grad.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)
-        image = (image + ascent.step * grad).clamp_(0.0, 1.0)
+    """`ascent.iterations` normalized gradient steps on `image` (B x 3 x H x W in [0, 1]).
+
+    With `graphs` (CUDA), sizes seen before run as replays of a captured step; everything else eagerly.
+    """
+    shifts = upload(jitter_shifts(generator, ascent.jitter, ascent.iterations), image.device)
+    if graphs is not None:
+        replayed = graphs.run(image, shifts, model, objective, ascent, progress)
+        if replayed is not None:
+            return replayed
+    for shift in shifts:
+        image = gradient_step(image, shift, model, objective, ascent)
         if progress is not None:
             progress(1)
     return image
@@ -187,6 +240,7 @@ def dream_octaves(
     generator: torch.Generator,
     residual: torch.Tensor | None = None,
     progress: Progress | None = None,
+    graphs: StepGraphs | None = None,
 ) -> torch.Tensor:
     """Ascend over an octave pyramid of `base`, coarse to fine; returns the dreamed image at full size.
 
@@ -208,7 +262,7 @@ def dream_octaves(
             if carried is not None:
                 detail = detail + carried - resize(carried_prev, size)
         image = start if detail is None else (start + detail).clamp(0.0, 1.0)
-        image = ascend(image, model, objective, ascent, generator, progress)
+        image = ascend(image, model, objective, ascent, generator, progress, graphs)
         detail, carried_prev = image - start, carried
     return image
 

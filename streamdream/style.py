@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from PIL import Image
+from skimage.color import rgb2lab
 from torch import nn
 
 from .convert import to_rgb, to_tensor
@@ -59,6 +60,22 @@ def keep_colors(styled: torch.Tensor, content_image: torch.Tensor) -> torch.Tens
     y = torch.einsum("ij,bjhw->bihw", to_yiq[:1], styled)
     iq = torch.einsum("ij,bjhw->bihw", to_yiq[1:], content_image)
     return torch.einsum("ij,bjhw->bihw", to_rgb_, torch.cat([y, iq], dim=1)).clamp(0.0, 1.0)
+
+
+def colour_shift(result: np.ndarray, content_rgb: np.ndarray, style_rgb: np.ndarray, *, lab: bool) -> float:
+    """How far the per-channel mean and std moved from the content's toward the style's (0: none, 1: all).
+
+    A check of a result that the style loss does not optimize directly: the projection of the change
+    in (mean, std) per channel (RGB, or CIELAB with `lab`) onto the way from the content to the style.
+    """
+
+    def stats(rgb: np.ndarray) -> np.ndarray:
+        pixels = rgb.astype(np.float64) / 255.0
+        pixels = (rgb2lab(pixels) if lab else pixels).reshape(-1, 3)
+        return np.concatenate([pixels.mean(axis=0), pixels.std(axis=0)])
+
+    out, start, goal = stats(result), stats(content_rgb), stats(style_rgb)
+    return float((out - start) @ (goal - start) / ((goal - start) @ (goal - start)))
 
 
 def average_pooling(model: Backbone) -> Backbone:

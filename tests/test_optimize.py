@@ -10,14 +10,18 @@ from streamdream.dream import Dreamer, make_generator
 from streamdream.objectives import layer_l2
 from streamdream.optimize import (
     Ascent,
+    ascend,
     dream_octaves,
     laplacian_merge,
     laplacian_normalize,
     laplacian_split,
     objective_gradient,
     octave_sizes,
+    roll,
     tile_slices,
 )
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 @pytest.mark.parametrize("length, tile", [(100, 512), (512, 512), (513, 512), (1000, 300), (67, 16)])
@@ -109,3 +113,47 @@ def test_warm_start_residual_is_kept_when_no_iterations_change_it(model, astrona
 
 def test_uint8_round_trip_is_exact(astronaut_96):
     assert (to_rgb(to_tensor(astronaut_96)) == astronaut_96).all()
+
+
+@pytest.mark.parametrize("dy, dx", [(0, 0), (3, -5), (-7, 2), (13, 40), (-40, -13)])
+def test_tensor_roll_matches_torch_roll_and_undoes_itself(dy, dx):
+    image = torch.rand(1, 3, 11, 17)
+    shift = torch.tensor([dy, dx])
+    rolled = roll(image, shift)
+    assert torch.equal(rolled, torch.roll(image, (dy, dx), (2, 3)))
+    assert torch.equal(roll(rolled, -shift), image)
+
+
+@needs_cuda
+def test_captured_steps_match_eager_within_bf16_tolerance(astronaut_96):
+    from streamdream.cuda_graphs import StepGraphs
+    from streamdream.models import create_model
+
+    model = create_model(device="cuda")
+    objective, ascent, graphs = layer_l2("blocks.3"), Ascent(iterations=4, tile=64), StepGraphs()
+    image = to_tensor(astronaut_96, "cuda")  # 96 px in 64 px tiles: the tile loop is captured too
+    ascend(image, model, objective, ascent, make_generator(0), graphs=graphs)  # first sight of the size: eager
+    fast = ascend(image, model, objective, ascent, make_generator(1), graphs=graphs)
+    eager = ascend(image, model, objective, ascent, make_generator(1))
+    assert len(graphs) == 1 and graphs.failure is None
+    assert fast.shape == eager.shape == image.shape
+    assert (fast - eager).abs().mean() < 2e-3 and (fast - eager).abs().max() < 0.05
+    assert (fast - image).abs().mean() > 5 * (fast - eager).abs().mean()  # the steps did move the picture
+
+
+@needs_cuda
+def test_captured_steps_fall_back_to_eager_on_a_new_size_and_stay_random(astronaut_96):
+    from streamdream.cuda_graphs import StepGraphs
+    from streamdream.models import create_model
+
+    model = create_model(device="cuda")
+    objective, ascent, graphs = layer_l2("blocks.3"), Ascent(iterations=3), StepGraphs()
+    image = to_tensor(astronaut_96, "cuda")
+    for _ in range(2):
+        ascend(image, model, objective, ascent, make_generator(0), graphs=graphs)
+    assert len(graphs) == 1
+    other = ascend(image[..., :80, :72], model, objective, ascent, make_generator(0), graphs=graphs)
+    assert other.shape[-2:] == (80, 72) and len(graphs) == 1  # a size seen once runs eagerly
+    a = ascend(image, model, objective, ascent, make_generator(1), graphs=graphs)
+    b = ascend(image, model, objective, ascent, make_generator(2), graphs=graphs)
+    assert (a - b).abs().mean() > 1e-4  # other seeds, other shifts, under replay too

@@ -11,7 +11,6 @@ import skimage.data
 import torch
 from PIL import Image
 from scipy.ndimage import gaussian_filter
-from skimage.color import rgb2lab
 
 from apps.cli import main
 from samples.make import camera_frames, make_clip, true_backward_flow
@@ -23,7 +22,7 @@ from streamdream.models import Backbone, ModelDefaults, create_model
 from streamdream.objectives import content, gram, gram_matrix, style, total_variation
 from streamdream.optimize import make_generator
 from streamdream.session import StreamSession, TemporalSettings
-from streamdream.style import Stylizer, average_pooling, keep_colors, stylize
+from streamdream.style import Stylizer, average_pooling, colour_shift, keep_colors, stylize
 from streamdream.temporal import strength, warping_error
 
 from .conftest import small
@@ -36,18 +35,6 @@ def blobs(size: int = 128, palette=((20, 40, 160), (240, 200, 30), (40, 140, 220
     """A strongly coloured painterly texture: smooth random regions in a few saturated colours."""
     field = gaussian_filter(np.random.default_rng(seed).standard_normal((size, size, len(palette))), (3, 3, 0))
     return np.array(palette, np.uint8)[field.argmax(axis=2)]
-
-
-def colour_shift(result: np.ndarray, content_rgb: np.ndarray, style_rgb: np.ndarray, *, lab: bool) -> float:
-    """How far the per-channel mean and std moved from the content's toward the style's (0: none, 1: all)."""
-
-    def stats(rgb: np.ndarray) -> np.ndarray:
-        pixels = rgb.astype(np.float64) / 255.0
-        pixels = (rgb2lab(pixels) if lab else pixels).reshape(-1, 3)
-        return np.concatenate([pixels.mean(axis=0), pixels.std(axis=0)])
-
-    out, start, goal = stats(result), stats(content_rgb), stats(style_rgb)
-    return float((out - start) @ (goal - start) / ((goal - start) @ (goal - start)))
 
 
 def yiq(rgb: np.ndarray) -> np.ndarray:

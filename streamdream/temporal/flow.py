@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 import torch
 
+from ..convert import upload
+
 _PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -81,4 +83,4 @@ def flow_to_tensor(flow: np.ndarray, device: torch.device | str) -> torch.Tensor
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise ValueError(f"flow must be H x W x 2, got shape {flow.shape}")
     array = np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)
-    return torch.from_numpy(array).unsqueeze(0).to(device)
+    return upload(torch.from_numpy(array).unsqueeze(0), device)
