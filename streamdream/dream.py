@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .convert import to_rgb, to_tensor
-from .cuda_graphs import StepGraphs
+from .cuda_graphs import GraphCache
 from .errors import StreamdreamError
 from .io.images import from_rgb_like, resize_max_side, to_picture
 from .models import DEFAULT_MODEL, Backbone, create_model, resolve_device
@@ -73,7 +73,7 @@ class Dreamer:
         self.ascent = Ascent(iterations=iterations, step=step or self.model.defaults.dream_step, jitter=jitter, tile=tile, lapnorm=lapnorm)
         self.octaves = octaves
         self.octave_scale = octave_scale
-        self.graphs = StepGraphs() if cuda_graphs and self.device.type == "cuda" else None
+        self.graphs = GraphCache() if cuda_graphs and self.device.type == "cuda" else None
 
     def _guide_objective(self, objective: Objective, guide_image) -> Objective:
         layers = sorted(objective.layers)

@@ -167,10 +167,17 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
 
 
 def content(layer: str, target: torch.Tensor) -> Objective:
-    """Negated squared error to the target's features at `layer`, relative to the target's energy."""
+    """Negated squared error to the target's features at `layer`, relative to the target's energy.
+
+    The energy is taken at every evaluation, so a float32 target updated in place (a captured stream
+    step's static buffer) is followed; a float reduction per step costs nothing next to the network.
+    """
     target = target.detach().float()
-    scale = target.pow(2).mean().clamp_min(1e-12)
-    return Objective(lambda acts: -(acts[layer].float() - target).pow(2).mean() / scale, [layer], f"content({layer})")
+
+    def score(acts: Activations) -> torch.Tensor:
+        return -(acts[layer].float() - target).pow(2).mean() / target.pow(2).mean().clamp_min(1e-12)
+
+    return Objective(score, [layer], f"content({layer})")
 
 
 def gram(layer: str, target: torch.Tensor) -> Objective:

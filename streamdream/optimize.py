@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from .convert import upload
+from .cuda_graphs import Captured, GraphCache
 from .models import Backbone
 from .objectives import Objective
 
-if TYPE_CHECKING:
-    from .cuda_graphs import StepGraphs
 
 Progress = Callable[[int], None]
 
@@ -193,15 +191,15 @@ def ascend(
     ascent: Ascent,
     generator: torch.Generator,
     progress: Progress | None = None,
-    graphs: StepGraphs | None = None,
+    graphs: GraphCache | None = None,
 ) -> torch.Tensor:
     """`ascent.iterations` normalized gradient steps on `image` (B x 3 x H x W in [0, 1]).
 
     With `graphs` (CUDA), sizes seen before run as replays of a captured step; everything else eagerly.
     """
     shifts = upload(jitter_shifts(generator, ascent.jitter, ascent.iterations), image.device)
-    if graphs is not None:
-        replayed = graphs.run(image, shifts, model, objective, ascent, progress)
+    if graphs is not None and len(shifts):
+        replayed = _replayed_ascent(graphs, image, shifts, model, objective, ascent, progress)
         if replayed is not None:
             return replayed
     for shift in shifts:
@@ -209,6 +207,28 @@ def ascend(
         if progress is not None:
             progress(1)
     return image
+
+
+def _replayed_ascent(
+    graphs: GraphCache, image: torch.Tensor, shifts: torch.Tensor, model: Backbone, objective: Objective, ascent: Ascent, progress: Progress | None
+) -> torch.Tensor | None:
+    """`ascend` as replays of one captured `gradient_step` per shift, or None when it should run eagerly."""
+
+    def build() -> Captured:
+        buffers = {"image": image.clone(), "shift": torch.zeros(2, dtype=torch.long, device=image.device)}
+        return Captured(lambda: buffers["image"].copy_(gradient_step(buffers["image"], buffers["shift"], model, objective, ascent)), buffers, image.device)
+
+    key = ("ascend", tuple(image.shape), image.dtype, image.device, id(model), id(objective), replace(ascent, iterations=0))
+    with graphs.use(key, build) as captured:
+        if captured is None:
+            return None
+        captured.buffers["image"].copy_(image)
+        for shift in shifts:
+            captured.buffers["shift"].copy_(shift)
+            captured.replay()
+            if progress is not None:
+                progress(1)
+        return captured.buffers["image"].clone()
 
 
 def octave_sizes(height: int, width: int, octaves: int, scale: float, min_side: int = 32) -> list[tuple[int, int]]:
@@ -240,7 +260,7 @@ def dream_octaves(
     generator: torch.Generator,
     residual: torch.Tensor | None = None,
     progress: Progress | None = None,
-    graphs: StepGraphs | None = None,
+    graphs: GraphCache | None = None,
 ) -> torch.Tensor:
     """Ascend over an octave pyramid of `base`, coarse to fine; returns the dreamed image at full size.
 
@@ -267,9 +287,30 @@ def dream_octaves(
     return image
 
 
+LossFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def descent_step(x: torch.Tensor, optimizer: torch.optim.Optimizer, loss_fn: LossFn) -> None:
+    """One optimizer step on the leaf `x` against `loss_fn(x)`, then the clamp to [0, 1].
+
+    The closure form serves both Adam and L-BFGS (which re-evaluates the loss in its line search).
+    """
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(x.device):
+            loss = loss_fn(x)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        x.clamp_(0.0, 1.0)
+
+
 def minimize(
     image: torch.Tensor,
-    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    loss_fn: LossFn,
     *,
     steps: int,
     lr: float = 0.02,
@@ -283,14 +324,6 @@ def minimize(
     image, so it is for sizes that fit in memory; autocast follows the device as in `ascend`.
     """
     x = image.detach().clone().requires_grad_(True)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(x.device):
-            loss = loss_fn(x)
-        loss.backward()
-        return loss
-
     if method == "adam":
         optimizer: torch.optim.Optimizer = torch.optim.Adam([x], lr=lr)
     elif method == "lbfgs":
@@ -298,9 +331,46 @@ def minimize(
     else:
         raise ValueError(f"unknown method {method!r}; use adam or lbfgs")
     for _ in range(steps):
-        optimizer.step(closure)
-        with torch.no_grad():
-            x.clamp_(0.0, 1.0)
+        descent_step(x, optimizer, loss_fn)
         if progress is not None:
             progress(1)
     return x.detach()
+
+
+def replayed_minimize(
+    graphs: GraphCache,
+    key: Hashable,
+    image: torch.Tensor,
+    targets: dict[str, torch.Tensor],
+    make_loss: Callable[[dict[str, torch.Tensor]], LossFn],
+    *,
+    steps: int,
+    lr: float,
+) -> torch.Tensor | None:
+    """`minimize` with Adam as replays of one captured `descent_step`, or None when it should run eagerly.
+
+    A captured loss cannot close over one frame's tensors, so it is built once by `make_loss` from
+    static copies of `targets` (same names), and each call copies its own `targets` into them. The
+    Adam state is zeroed for every call, which is exactly a fresh optimizer. `key` names the loss and
+    size for the cache (the learning rate is added here).
+    """
+
+    def build() -> Captured:
+        buffers = {name: t.detach().clone() for name, t in targets.items()}
+        x = image.detach().clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([x], lr=lr, capturable=image.device.type == "cuda")
+        loss_fn = make_loss(buffers)
+        return Captured(lambda: descent_step(x, optimizer, loss_fn), {**buffers, "x": x}, image.device, state=optimizer)
+
+    with graphs.use((key, lr), build) as captured:
+        if captured is None:
+            return None
+        with torch.no_grad():
+            for name, target in {**targets, "x": image}.items():
+                captured.buffers[name].copy_(target)
+            for state in captured.state.state.values():
+                for value in state.values():
+                    value.zero_()
+        for _ in range(steps):
+            captured.replay()
+        return captured.buffers["x"].detach().clone()

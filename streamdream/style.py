@@ -25,11 +25,12 @@ from skimage.color import rgb2lab
 from torch import nn
 
 from .convert import to_rgb, to_tensor
+from .cuda_graphs import GraphCache
 from .errors import StreamdreamError
 from .io.images import from_rgb_like, load_image, to_picture
 from .models import DEFAULT_MODEL, INPUT, Backbone, create_model, resolve_device
 from .objectives import Objective, content, gram_matrix, style, total_variation
-from .optimize import Progress, make_generator, minimize, octave_sizes, resize
+from .optimize import LossFn, Progress, make_generator, minimize, octave_sizes, replayed_minimize, resize
 from .session import TemporalSettings
 from .temporal import Motion
 
@@ -138,6 +139,8 @@ class Stylizer:
       optimizer, iterations, lr, octaves, octave_scale: the optimization (iterations per octave)
       preserve_colors     keep the content's colours, take only the luminance of the result
       pooling             "avg" replaces max pooling (VGG) by average pooling; "max" keeps the network as is
+      cuda_graphs         on CUDA, replay a stream's Adam step as a captured graph from the second frame of a
+                          size on (`streamdream.cuda_graphs`); False runs every step eagerly
     """
 
     def __init__(
@@ -165,6 +168,7 @@ class Stylizer:
         pooling: str = "avg",
         device: str | torch.device = "auto",
         weights: str | None = None,
+        cuda_graphs: bool = True,
     ) -> None:
         self._check_settings(locals())
         self.device = resolve_device(device)
@@ -183,6 +187,7 @@ class Stylizer:
         self.optimizer, self.iterations, self.lr = optimizer, iterations, lr
         self.octaves, self.octave_scale = octaves, octave_scale
         self.preserve_colors = preserve_colors
+        self.graphs = GraphCache() if cuda_graphs and self.device.type == "cuda" else None
         self._grams: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
 
     @staticmethod
@@ -229,20 +234,28 @@ class Stylizer:
             self._grams[size] = blended
         return self._grams[size]
 
-    def terms(self, content_image: torch.Tensor) -> dict[str, Objective]:
-        """The unweighted objectives (negated losses) for stylizing `content_image`, by name."""
+    def content_features(self, content_image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The content picture's float32 features at the content layers: the content loss's targets."""
         with torch.no_grad():
             acts = self.model(content_image, self.content_layers)
-        terms = {"content": _weighted_sum({layer: content(layer, acts[layer]) for layer in self.content_layers}, self.content_layers)}
+        return {layer: acts[layer].float() for layer in self.content_layers}
+
+    def terms(self, content_image: torch.Tensor, features: Mapping[str, torch.Tensor] | None = None) -> dict[str, Objective]:
+        """The unweighted objectives (negated losses) for stylizing `content_image`, by name.
+
+        `features`: its `content_features`, when they are already at hand (a stream's static buffers).
+        """
+        features = self.content_features(content_image) if features is None else features
+        terms = {"content": _weighted_sum({layer: content(layer, features[layer]) for layer in self.content_layers}, self.content_layers)}
         if self.styles:
             terms["style"] = style(self._style_grams(tuple(content_image.shape[-2:])), self.style_layers)
         terms["tv"] = total_variation()
         return terms
 
-    def objective(self, content_image: torch.Tensor) -> Objective:
+    def objective(self, content_image: torch.Tensor, features: Mapping[str, torch.Tensor] | None = None) -> Objective:
         """What the optimizer maximizes: the weighted sum of the terms whose weight is not 0."""
         weights = {"content": self.content_weight, "style": self.style_weight, "tv": self.tv_weight}
-        return _weighted_sum(self.terms(content_image), {name: weights[name] for name in weights if weights[name] > 0})
+        return _weighted_sum(self.terms(content_image, features), {name: weights[name] for name in weights if weights[name] > 0})
 
     def losses(self, image: Picture, content_image: Picture) -> dict[str, float]:
         """The unweighted losses of a result against its content picture (same size), e.g. to compare runs."""
@@ -257,8 +270,10 @@ class Stylizer:
     # --- optimization -------------------------------------------------------------------------------
 
     def _minimize(self, start: torch.Tensor, objective: Objective, steps: int, progress: Progress | None) -> torch.Tensor:
-        layers = objective.layers
-        return minimize(start, lambda x: -objective(self.model(x, layers)), steps=steps, lr=self.lr, method=self.optimizer, progress=progress)
+        return minimize(start, self._loss(objective), steps=steps, lr=self.lr, method=self.optimizer, progress=progress)
+
+    def _loss(self, objective: Objective) -> LossFn:
+        return lambda x: -objective(self.model(x, objective.layers))
 
     def steps(self, height: int, width: int) -> int:
         """How many optimizer steps a still of this size takes (for progress bars)."""
@@ -323,12 +338,27 @@ class Stylizer:
         a pyramid would blur the carried strokes), the temporal loss holding trusted pixels in place."""
         carried = motion.carry(previous_output)
         mask = motion.mask * settings.carry
-        objective = self.objective(image)
-        if self.temporal_weight > 0:
-            objective = objective + self.temporal_weight * temporal(carried, mask)
         start = torch.lerp(image, carried, mask)
-        result = self._minimize(start, objective, settings.frame_iterations * FRAME_STEPS_PER_ITERATION, None)
+        steps = settings.frame_iterations * FRAME_STEPS_PER_ITERATION
+        targets = {"carried": carried, "mask": mask, **{f"content:{layer}": f for layer, f in self.content_features(image).items()}}
+        result = None
+        if self.graphs is not None and self.optimizer == "adam" and steps > 0:
+            key = ("style-frame", tuple(image.shape), image.dtype, image.device)
+            make_loss = lambda buffers: self._loss(self._frame_objective(image, buffers))  # noqa: E731
+            result = replayed_minimize(self.graphs, key, start, targets, make_loss, steps=steps, lr=self.lr)
+        if result is None:
+            result = self._minimize(start, self._frame_objective(image, targets), steps, None)
         return keep_colors(result, image) if self.preserve_colors else result
+
+    def _frame_objective(self, image: torch.Tensor, targets: Mapping[str, torch.Tensor]) -> Objective:
+        """The stream frame's objective, reading its targets only from `targets` (`next_frame`'s names;
+        of `image` only the size is used), so a captured step built on static copies of them serves
+        every later frame of that size."""
+        features = {layer: targets[f"content:{layer}"] for layer in self.content_layers}
+        objective = self.objective(image, features)
+        if self.temporal_weight > 0:
+            objective = objective + self.temporal_weight * temporal(targets["carried"], targets["mask"])
+        return objective
 
 
 def _weighted_sum(objectives: Mapping[str, Objective], weights: Mapping[str, float]) -> Objective:

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from streamdream.convert import to_rgb, to_tensor
+from streamdream.cuda_graphs import GraphCache
 from streamdream.dream import Dreamer, make_generator
+from streamdream.models import create_model
 from streamdream.objectives import layer_l2
 from streamdream.optimize import (
     Ascent,
@@ -124,36 +126,44 @@ def test_tensor_roll_matches_torch_roll_and_undoes_itself(dy, dx):
     assert torch.equal(roll(rolled, -shift), image)
 
 
-@needs_cuda
-def test_captured_steps_match_eager_within_bf16_tolerance(astronaut_96):
-    from streamdream.cuda_graphs import StepGraphs
-    from streamdream.models import create_model
+DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]
 
-    model = create_model(device="cuda")
-    objective, ascent, graphs = layer_l2("blocks.3"), Ascent(iterations=4, tile=64), StepGraphs()
-    image = to_tensor(astronaut_96, "cuda")  # 96 px in 64 px tiles: the tile loop is captured too
-    ascend(image, model, objective, ascent, make_generator(0), graphs=graphs)  # first sight of the size: eager
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_replayed_steps_match_eager(astronaut_96, device):
+    """On CUDA the step is a captured graph (equal within bf16 tolerance); elsewhere the same static-buffer
+    replay loop calls the step directly, which must give exactly the eager result."""
+    model = create_model(device=device)
+    objective, ascent, graphs = layer_l2("blocks.3"), Ascent(iterations=4, tile=64), GraphCache()
+    image = to_tensor(astronaut_96, device)  # 96 px in 64 px tiles: the tile loop is replayed too
+    first = ascend(image, model, objective, ascent, make_generator(1), graphs=graphs)
+    assert len(graphs) == 0  # the first sight of a size runs eagerly and is remembered
     fast = ascend(image, model, objective, ascent, make_generator(1), graphs=graphs)
     eager = ascend(image, model, objective, ascent, make_generator(1))
     assert len(graphs) == 1 and graphs.failure is None
     assert fast.shape == eager.shape == image.shape
-    assert (fast - eager).abs().mean() < 2e-3 and (fast - eager).abs().max() < 0.05
-    assert (fast - image).abs().mean() > 5 * (fast - eager).abs().mean()  # the steps did move the picture
+    if device == "cpu":
+        assert torch.equal(fast, eager) and torch.equal(first, eager)
+    else:
+        assert (fast - eager).abs().mean() < 2e-3 and (fast - eager).abs().max() < 0.05
+    assert (fast - image).abs().mean() > 0.01  # the steps did move the picture
 
 
-@needs_cuda
-def test_captured_steps_fall_back_to_eager_on_a_new_size_and_stay_random(astronaut_96):
-    from streamdream.cuda_graphs import StepGraphs
-    from streamdream.models import create_model
-
-    model = create_model(device="cuda")
-    objective, ascent, graphs = layer_l2("blocks.3"), Ascent(iterations=3), StepGraphs()
-    image = to_tensor(astronaut_96, "cuda")
+@pytest.mark.parametrize("device", DEVICES)
+def test_replayed_steps_stay_random_and_new_sizes_run_eagerly(astronaut_96, device):
+    model = create_model(device=device)
+    objective, ascent, graphs = layer_l2("blocks.3"), Ascent(iterations=3), GraphCache(max_graphs=1)
+    image = to_tensor(astronaut_96, device)
     for _ in range(2):
         ascend(image, model, objective, ascent, make_generator(0), graphs=graphs)
-    assert len(graphs) == 1
-    other = ascend(image[..., :80, :72], model, objective, ascent, make_generator(0), graphs=graphs)
-    assert other.shape[-2:] == (80, 72) and len(graphs) == 1  # a size seen once runs eagerly
     a = ascend(image, model, objective, ascent, make_generator(1), graphs=graphs)
     b = ascend(image, model, objective, ascent, make_generator(2), graphs=graphs)
-    assert (a - b).abs().mean() > 1e-4  # other seeds, other shifts, under replay too
+    assert (a - b).abs().mean() > 1e-3  # other seeds, other shifts, under replay too
+    small = image[..., :80, :72]
+    other = ascend(small, model, objective, ascent, make_generator(0), graphs=graphs)
+    assert other.shape[-2:] == (80, 72) and len(graphs) == 1  # a size seen once runs eagerly
+    ascend(small, model, objective, ascent, make_generator(0), graphs=graphs)
+    assert len(graphs) == 1  # captured on its second use; the older size made room (max_graphs=1)
+    for _ in range(2):  # the dropped size comes back, captured anew
+        again = ascend(image, model, objective, ascent, make_generator(1), graphs=graphs)
+        assert (again - a).abs().max() < (1e-6 if device == "cpu" else 0.05)

@@ -21,6 +21,7 @@ from streamdream.io.video import read_frames
 from streamdream.models import Backbone, ModelDefaults, create_model
 from streamdream.objectives import content, gram, gram_matrix, style, total_variation
 from streamdream.optimize import make_generator
+from streamdream.cuda_graphs import GraphCache
 from streamdream.session import StreamSession, TemporalSettings
 from streamdream.style import Stylizer, average_pooling, colour_shift, keep_colors, stylize
 from streamdream.temporal import strength, warping_error
@@ -270,3 +271,24 @@ def test_defaults_give_a_starry_night_at_256_px_within_two_minutes():
     goal = resize_max_side(painting, 256)
     assert colour_shift(result, photo, goal, lab=False) >= 0.4 and colour_shift(result, photo, goal, lab=True) >= 0.4
     assert stylizer.losses(result, photo)["style"] < stylizer.losses(photo, photo)["style"] / 10
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_replayed_stream_frames_match_eager(device):
+    """From a size's second warm-started frame on, the Adam steps are replayed over static buffers (a CUDA
+    graph on CUDA): every frame's own targets and a fresh optimizer must reach them, or results drift."""
+    frames, _ = camera_frames("pan", (64, 48), 5)
+
+    def run(graphs: GraphCache | None) -> list[np.ndarray]:
+        stylizer = Stylizer(blobs(64), iterations=4, octaves=1, device=device)
+        stylizer.graphs = graphs
+        session = StreamSession(stylizer, TemporalSettings(frame_iterations=1), seed=0)
+        return [session.process(frame) for frame in frames]
+
+    graphs = GraphCache()
+    replayed, eager = run(graphs), run(None)
+    assert len(graphs) == 1 and graphs.failure is None  # frame 2 ran eagerly, frames 3-5 replayed
+    for a, b in zip(replayed, eager):
+        difference = np.abs(a.astype(int) - b.astype(int))
+        assert difference.max() == 0 if device == "cpu" else difference.mean() < 2.0
+    assert np.abs(replayed[-1].astype(int) - frames[-1].astype(int)).mean() > 5  # the frames were stylized
