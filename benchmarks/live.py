@@ -8,6 +8,7 @@ reported apart and left out of the steady-state figures.
     python benchmarks/live.py --device cpu --resolution 320x240 --frames 60
     python benchmarks/live.py --device cuda --resolution 1280x720 --frames 300 --preset balanced
     python benchmarks/live.py --device cuda --resolution 640x480 --frames 300 --eager   # without CUDA graphs
+    python benchmarks/live.py --device cuda --resolution 640x480 --frames 300 --style ../shared/styles/starry_night.jpg
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from samples.make import camera_frames  # noqa: E402
 from streamdream.dream import Dreamer  # noqa: E402
 from streamdream.pipeline import LiveResult, LiveStream  # noqa: E402
 from streamdream.session import StreamSession, preset  # noqa: E402
+from streamdream.style import Stylizer  # noqa: E402
 
 
 def main() -> None:
@@ -39,12 +41,14 @@ def main() -> None:
     parser.add_argument("--preset", default="auto", help="fast, balanced, quality; auto = fast on CPU, balanced on GPU")
     parser.add_argument("--source-fps", type=float, default=30.0)
     parser.add_argument("--eager", action="store_true", help="run every step eagerly (no captured CUDA graphs)")
+    parser.add_argument("--style", metavar="PAINTING", help="neural style with this painting instead of the dream")
     args = parser.parse_args()
 
     width, height = (int(v) for v in args.resolution.split("x"))
-    dreamer = Dreamer(device=args.device, cuda_graphs=not args.eager)
-    name = args.preset if args.preset != "auto" else ("fast" if dreamer.device.type == "cpu" else "balanced")
-    session = StreamSession(dreamer, preset(name))
+    options = {"device": args.device, "cuda_graphs": not args.eager}
+    mode = Stylizer(args.style, **options) if args.style else Dreamer(**options)
+    name = args.preset if args.preset != "auto" else ("fast" if mode.device.type == "cpu" else "balanced")
+    session = StreamSession(mode, preset(name))
     clip, _ = camera_frames("pan", (width, height), 120)
     results: list[tuple[LiveResult, dict, float]] = []  # result, stage timings, wall time when ready
     done = threading.Event()
@@ -55,11 +59,11 @@ def main() -> None:
         if len(results) > args.frames:
             done.set()
 
-    if dreamer.device.type == "cuda":
+    if mode.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     with LiveStream(session, on_result=collect) as live:
         index = 0
-        while not done.is_set():  # the camera: one frame per period, whether or not the dreamer keeps up
+        while not done.is_set():  # the camera: one frame per period, whether or not the session keeps up
             live.submit(clip[index % len(clip)] if index // len(clip) % 2 == 0 else clip[-1 - index % len(clip)])
             index += 1
             time.sleep(1.0 / args.source_fps)
@@ -68,7 +72,8 @@ def main() -> None:
     latencies = np.array([r.latency_ms for r, _, _ in steady])
     stage = {key: float(np.mean([t[key] for _, t, _ in steady])) for key in ("flow_ms", "optimize_ms", "io_ms")}
     report = {
-        "device": str(dreamer.device),
+        "device": str(mode.device),
+        "mode": "style" if args.style else "dream",
         "resolution": args.resolution,
         "preset": name,
         "frames": len(steady),
@@ -77,8 +82,8 @@ def main() -> None:
         "latency_p95_ms": float(np.percentile(latencies, 95)),
         "first_frame_ms": first.latency_ms,
         "dropped": live.dropped,
-        "gpu_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if dreamer.device.type == "cuda" else 0.0,
-        "captured_graphs": len(dreamer.graphs) if dreamer.graphs is not None else 0,
+        "gpu_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if mode.device.type == "cuda" else 0.0,
+        "captured_graphs": len(mode.graphs) if mode.graphs is not None else 0,
         **stage,
     }
     print(json.dumps(report))
