@@ -54,6 +54,7 @@ def dreamer_from(args: argparse.Namespace):
         lapnorm=args.lapnorm,
         device=args.device,
         weights=args.weights,
+        cuda_graphs=not args.no_cuda_graphs,
     )
 
 

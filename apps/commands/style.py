@@ -92,6 +92,7 @@ def stylizer_from(args: argparse.Namespace, styles: list[np.ndarray]) -> Stylize
         pooling=args.pooling,
         device=args.device,
         weights=args.weights,
+        cuda_graphs=not args.no_cuda_graphs,
     )
 
 
