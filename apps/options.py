@@ -43,7 +43,7 @@ def add_video_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--flow-preset", choices=["ultrafast", "fast", "medium"], help="DIS preset (balanced: fast)")
     group.add_argument("--flow-scale", type=float, help="compute flow at this fraction of the frame size (balanced: 0.5)")
     group.add_argument("--independent", action="store_true", help="dream every frame from scratch with the still settings (flickers; the baseline)")
-    group.add_argument("--no-cuda-graphs", action="store_true", help="on CUDA, run every frame's steps eagerly instead of replaying captured graphs (slower; for comparison or a driver problem)")
+    group.add_argument("--no-cuda-graphs", action="store_true", help="on CUDA, run every frame's steps eagerly instead of replaying captured graphs (for comparison, or if a driver misbehaves)")
     group.add_argument("--no-audio", action="store_true", help="drop the audio track")
     group.add_argument("--crf", type=int, default=18, help="H.264/VP9 quality, lower is better (default %(default)s)")
     group.add_argument("--preset", default="medium", help="x264 encoder speed preset (default %(default)s)")
