@@ -36,8 +36,8 @@ class Captured:
     """`step` over the tensors in `buffers`, as a CUDA graph on CUDA, as a plain call elsewhere.
 
     `step` must change only the buffers and `state` (what it owns besides them, e.g. an optimizer, which
-    callers reset between uses), never wait for the host and always launch the same work: it is run
-    `WARMUP_STEPS` times and then recorded once.
+    callers reset between uses), never wait for the host and always launch the same work: on CUDA it
+    is run `WARMUP_STEPS` times and then recorded once, so it must expect to be called that way.
     """
 
     def __init__(self, step: Callable[[], object], buffers: dict[str, torch.Tensor], device: torch.device, state: object = None) -> None:
