@@ -1,6 +1,9 @@
 """`streamdream` command line: thin wrappers that parse options and call the library.
 
-Every user-fixable problem surfaces as one line on stderr and exit status 2; Ctrl-C exits 130.
+Every problem a user can fix surfaces as one line on stderr: exit status 2 for bad input or options
+(checked before any model loads), 1 when the machine failed the run (disk full), 130 for Ctrl-C.
+Only the standard library is imported at module level, so `--help` is quick and a Ctrl-C while
+torch is still loading ends as cleanly as one during a render.
 """
 
 from __future__ import annotations
@@ -9,17 +12,21 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
-from streamdream.errors import StreamdreamError  # first: the package sets the OpenMP wait policy before torch loads
 
-import torch  # noqa: E402
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (the usage block is one `--help` away)."""
 
-from .commands import COMMANDS
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"streamdream: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamdream", description="DeepDream and neural style for photos, videos and webcams.")
+    from .commands import COMMANDS
+
+    parser = Parser(prog="streamdream", description="DeepDream and neural style for photos, videos and webcams.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(commands)
@@ -30,26 +37,65 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _files(args: argparse.Namespace, names: Sequence[str]) -> Iterator[str]:
+    """The file names held by the options `names` (a single value, or a list for repeatable options)."""
+    for name in names:
+        value = getattr(args, name, None)
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None:
+                yield str(item)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message with its notes (e.g. where a partial video was kept) on the same line."""
+    return "; ".join([str(exc), *getattr(exc, "__notes__", [])])
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    torch = sys.modules.get("torch")
+    return isinstance(exc, MemoryError) or (torch is not None and isinstance(exc, torch.OutOfMemoryError))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    # Library warnings (e.g. "render stopped: out.mp4 is partial, with 41 frames") as plain lines.
-    logging.basicConfig(format="streamdream: %(message)s", level=logging.WARNING)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:
+        print(f"streamdream: interrupted{'; ' + _one_line(exc) if getattr(exc, '__notes__', None) else ''}", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from streamdream.errors import StreamdreamError  # first: the package sets the OpenMP wait policy before torch loads
+    from streamdream.io.paths import claim_outputs
+
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad option (one line already printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    # Library notices (an animated input, dropped transparency) as plain lines, on the current stderr.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("streamdream: %(message)s"))
+    logger = logging.getLogger("streamdream")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` finishes a render's partial file like Ctrl-C does
     try:
-        args.run(args)
+        inputs = [name for name in _files(args, getattr(args, "inputs", ())) if Path(name).exists()]
+        with claim_outputs(_files(args, getattr(args, "outputs", ())), inputs, overwrite=getattr(args, "overwrite", False)):
+            args.run(args)
     except StreamdreamError as exc:
-        print(f"streamdream: error: {exc}", file=sys.stderr)
+        print(f"streamdream: error: {_one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except (MemoryError, RuntimeError) as exc:
+        if not _is_out_of_memory(exc):
+            raise
+        print("streamdream: error: out of memory; lower --max-side (or --size, --tile), or use --device cpu", file=sys.stderr)
         return 2
-    except torch.OutOfMemoryError:
-        print("streamdream: error: out of memory; lower --tile or --max-side, or use --device cpu", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("streamdream: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # output piped into `head` and closed early: not an error
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
+        logger.removeHandler(handler)
     return 0
 
 

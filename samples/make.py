@@ -137,7 +137,7 @@ def _write_audio(path: Path, seconds: float) -> None:
 
 def _write_y4m(frames: list[np.ndarray], path: Path, fps: int) -> None:
     """Write raw 4:2:0 frames with a YUV4MPEG2 header, the format Chrome's fake webcam reads."""
-    with atomic_output(path) as tmp, av.open(str(tmp), "w", format="yuv4mpegpipe") as container:
+    with atomic_output(path, overwrite=True) as pending, av.open(str(pending.tmp), "w", format="yuv4mpegpipe") as container:
         h, w = frames[0].shape[:2]
         stream = container.add_stream("rawvideo", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"

@@ -10,6 +10,8 @@ Python API:
 """
 
 import os
+import sys
+import types
 
 # PyTorch's CPU build uses GNU OpenMP, whose worker threads spin while waiting. When anything else
 # needs a core (our own decode/flow/encode threads, a browser, another process), the spinning
@@ -18,16 +20,41 @@ import os
 # torch is first imported; an explicit setting by the user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .dream import Dreamer, dream, noise_image
-from .errors import StreamdreamError
-from .models import DEFAULT_MODEL, create_model, list_models
-from .objectives import Objective, parse_objective
-from .session import StreamSession, TemporalSettings
-from .style import Stylizer, stylize
-from .video import process_video
-
-__all__ = [
-    "DEFAULT_MODEL", "Dreamer", "Objective", "StreamdreamError", "create_model", "dream", "list_models",
-    "StreamSession", "Stylizer", "TemporalSettings", "noise_image", "parse_objective", "process_video", "stylize",
-]
+# The public names load on first use (PEP 562), so `import streamdream.errors` or the CLI's
+# `--help` does not pay for importing torch.
+_EXPORTS = {
+    "DEFAULT_MODEL": ".models", "create_model": ".models", "list_models": ".models",
+    "Dreamer": ".dream", "dream": ".dream", "noise_image": ".dream",
+    "StreamdreamError": ".errors",
+    "Objective": ".objectives", "parse_objective": ".objectives",
+    "StreamSession": ".session", "TemporalSettings": ".session",
+    "Stylizer": ".style", "stylize": ".style",
+    "process_video": ".video",
+}
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'streamdream' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+class _Package(types.ModuleType):
+    """Keeps `streamdream.dream` the function: importing the submodule of that name would rebind it."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if not (name in _EXPORTS and isinstance(value, types.ModuleType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -64,19 +64,22 @@ def process_video(
     crf: int = 18,
     preset: str = "medium",
     overwrite: bool = False,
+    allow_partial_input: bool = False,
     on_frame: FrameCallback | None = None,
 ) -> RenderReport:
     """Render every frame of `src` through `mode` (a `Dreamer`, a `Stylizer`; default: `Dreamer()`) into `dst`.
 
     Frames after the first are warm-started along the optical flow per `settings`; with
-    `settings.independent` every frame is processed from scratch. Never drops a frame.
+    `settings.independent` every frame is processed from scratch. Never drops a frame. An input
+    that ends early fails after the frames that decode (kept in a playable partial output), unless
+    `allow_partial_input`, which renders those frames as the whole result.
     """
     info = fit_max_side(probe_video(src), max_side)
     mode = mode or Dreamer()
     session = StreamSession(mode, settings, seed=seed)
     started = time.perf_counter()
-    frames = (replace(frame, image=_resized(frame.image, info)) for frame in read_frames(src))
+    frames = (replace(frame, image=_resized(frame.image, info)) for frame in read_frames(src, allow_partial=allow_partial_input))
     progress = (lambda done: on_frame(done, info.frame_count)) if on_frame is not None else None
-    with VideoWriter(dst, info, audio_source=src if audio and info.has_audio else None, crf=crf, preset=preset, overwrite=overwrite) as writer:
+    with VideoWriter(dst, info, audio_source=src if audio and info.has_audio else None, crf=crf, preset=preset, overwrite=overwrite, inputs=(src,)) as writer:
         run_file(frames, session, lambda image, frame: writer.write(image, frame.pts), on_frame=progress)
     return RenderReport(Path(dst), writer.frames_written, time.perf_counter() - started)

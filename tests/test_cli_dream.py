@@ -77,7 +77,7 @@ def text_file(folder):
         (lambda d, p: [str(p), "--model", "alexnet"], "valid models: efficientnet_lite0"),
         (lambda d, p: [str(p), "--objective", "blocks.42"], "valid layers: stem"),
         (lambda d, p: [str(p), "--objective", "blocks.4:500"], "112 channels"),
-        (lambda d, p: [str(p), "--octave-scale", "0.9"], "octave scale"),
+        (lambda d, p: [str(p), "--octave-scale", "0.9"], "--octave-scale"),
         (lambda d, p: [str(p), "--model", "vgg19", "--weights", str(d / "none.pth")], "none.pth"),
         (lambda d, p: [], "give an INPUT"),
     ],
@@ -107,3 +107,23 @@ def test_models_and_layers_commands(capsys):
     layers = capsys.readouterr().out
     assert re.search(r"blocks\.4\s+112 ch\s+stride 16", layers)
     assert "default dream objective blocks.4" in layers
+
+
+def test_guide_pulls_the_dream_toward_the_guide(photo, tmp_path):
+    """`--guide` changes the dream, and toward the guide: the guide score rises more than a plain dream's."""
+    import skimage.data
+
+    from streamdream.dream import Dreamer
+
+    from .conftest import small
+
+    guide = tmp_path / "guide.png"
+    Image.fromarray(small(skimage.data.coffee(), 96, 64)).save(guide)
+    plain, guided = tmp_path / "plain.png", tmp_path / "guided.png"
+    assert main(["dream", str(photo), "-o", str(plain), *QUICK]) == 0
+    assert main(["dream", str(photo), "-o", str(guided), "--guide", str(guide), *QUICK]) == 0
+    judge = Dreamer(guide_image=load_image(guide).rgb, device="cpu")
+    score = {name: judge.objective_value(load_image(path).rgb) for name, path in [("photo", photo), ("plain", plain), ("guided", guided)]}
+    assert not np.array_equal(load_image(plain).rgb, load_image(guided).rgb)
+    assert score["guided"] - score["photo"] > 2 * (score["plain"] - score["photo"])
+    assert score["guided"] > score["photo"]

@@ -130,9 +130,9 @@ def test_invert_shallow_layer_reconstructs_the_photo(model, chelsea):
     ("argv", "message"),
     [
         (["classify", "{missing}"], "no such file"),
-        (["classify", "{chelsea}", "--top", "0"], "at least 1"),
-        (["saliency", "{chelsea}", "--class", "1000", "-o", "{out}"], "0-999"),
-        (["fool", "{chelsea}", "--target", "-1", "-o", "{out}"], "0-999"),
+        (["classify", "{chelsea}", "--top", "0"], "from 1 to 1000"),
+        (["saliency", "{chelsea}", "--class", "1000", "-o", "{out}"], "from 0 to 999"),
+        (["fool", "{chelsea}", "--target", "-1", "-o", "{out}"], "from 0 to 999"),
         (["classviz", "--class", "1", "-o", "{tmp}/no/such/dir/out.png"], "does not exist"),
         (["classviz", "--class", "1", "-o", "{tmp}/out.xyz"], "unknown extension"),
         (["invert", "{chelsea}", "--layer", "blocks.99", "-o", "{out}"], "unknown layer"),

@@ -119,7 +119,7 @@ def test_overwrite_false_keeps_existing_file(tmp_path):
     with pytest.raises(StreamdreamError, match="exists"):
         save_image(out, np.zeros((4, 4, 3), np.uint8), overwrite=False)
     assert out.read_bytes() == before
-    save_image(out, np.zeros((4, 4, 3), np.uint8))
+    save_image(out, np.zeros((4, 4, 3), np.uint8), overwrite=True)
     assert load_image(out).rgb.shape == (4, 4, 3)
 
 

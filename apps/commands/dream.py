@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from streamdream.errors import StreamdreamError
 
-from ..options import add_io_options, add_model_options, add_video_options, run_video, size_arg
+from ..options import ITERATIONS, MAX_SIDE, OCTAVE_SCALE, OCTAVES, SEED, add_io_options, add_model_options, add_video_options, number, run_video, size_arg
 
 DREAM_EXAMPLES = """examples:
   streamdream dream photo.jpg -o dream.png
@@ -27,14 +27,14 @@ def add_dream_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("dream")
     group.add_argument("--objective", help='what to amplify, e.g. "blocks.4", "blocks.4:39", "logit:285", "blocks.4:3 + 0.5*blocks.5" (default: the model\'s dream layer)')
     group.add_argument("--guide", metavar="IMAGE", help="dream toward the features of this image")
-    group.add_argument("--octaves", type=int, default=4, help="octave pyramid levels (default %(default)s)")
-    group.add_argument("--octave-scale", type=float, default=1.4, help="size ratio between octaves (default %(default)s)")
-    group.add_argument("--iterations", type=int, default=10, help="gradient steps per octave (default %(default)s)")
-    group.add_argument("--step", type=float, help="step size in pixel units of [0, 1] (default: the model's)")
-    group.add_argument("--jitter", type=int, default=32, help="random shift in pixels before each step (default %(default)s)")
-    group.add_argument("--tile", type=int, default=512, help="gradient tile size in pixels; lower it to save memory (default %(default)s)")
+    group.add_argument("--octaves", type=OCTAVES, default=4, help="octave pyramid levels, 1-12 (default %(default)s)")
+    group.add_argument("--octave-scale", type=OCTAVE_SCALE, default=1.4, help="size ratio between octaves, above 1 and at most 4 (default %(default)s)")
+    group.add_argument("--iterations", type=ITERATIONS, default=10, help="gradient steps per octave, at least 1 (default %(default)s)")
+    group.add_argument("--step", type=number(float, high=10.0, above=0.0), help="step size in pixel units of [0, 1], above 0 and at most 10 (default: the model's)")
+    group.add_argument("--jitter", type=number(int, 0, 1024), default=32, help="random shift in pixels before each step, 0-1024 (default %(default)s)")
+    group.add_argument("--tile", type=number(int, 64, MAX_SIDE), default=512, help="gradient tile size in pixels; lower it to save memory, at least 64 (default %(default)s)")
     group.add_argument("--lapnorm", action="store_true", help="Laplacian-pyramid gradient normalization (smoother, larger features)")
-    group.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same pixels (default %(default)s)")
+    group.add_argument("--seed", type=SEED, default=0, help="random seed; the same seed gives the same pixels (default %(default)s)")
 
 
 def dreamer_from(args: argparse.Namespace):
@@ -44,7 +44,7 @@ def dreamer_from(args: argparse.Namespace):
     return Dreamer(
         args.model,
         args.objective,
-        guide_image=load_image(args.guide) if args.guide else None,
+        guide_image=load_image(args.guide).rgb if args.guide else None,
         octaves=args.octaves,
         octave_scale=args.octave_scale,
         iterations=args.iterations,
@@ -62,14 +62,14 @@ def run_dream(args: argparse.Namespace) -> None:
     """Dream a still, or hand a video to the frame pipeline."""
     from streamdream.dream import noise_image
     from streamdream.io.images import Picture, check_image_output, load_image, resize_picture, save_image
-
-    from streamdream.io.video import is_video_path
+    from streamdream.io.video import check_video_output, is_video_path
 
     if args.noise == (args.input is not None):
         raise StreamdreamError("give an INPUT image or video, or --noise (with --size) to start from noise")
     if args.input and is_video_path(args.input):
+        check_video_output(args.output, overwrite=args.overwrite)
         return run_video(args, dreamer_from(args))
-    check_image_output(args.output)
+    check_image_output(args.output, overwrite=args.overwrite)
     picture = load_image(args.input) if args.input else Picture(noise_image(*args.size, seed=args.seed), None)
     if args.max_side:
         picture = resize_picture(picture, args.max_side)
@@ -81,7 +81,7 @@ def run_dream(args: argparse.Namespace) -> None:
         result = dreamer.dream(picture.rgb, seed=args.seed, progress=bar.update)
     if args.verbose:
         print(f"objective {dreamer.objective_value(picture.rgb):.4g} -> {dreamer.objective_value(result):.4g}", file=sys.stderr)
-    save_image(args.output, result, picture.alpha, quality=args.quality)
+    save_image(args.output, result, picture.alpha, quality=args.quality, overwrite=args.overwrite)
     print(args.output)
 
 
@@ -93,4 +93,4 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_model_options(parser)
     add_dream_options(parser)
     add_video_options(parser)
-    parser.set_defaults(run=run_dream)
+    parser.set_defaults(run=run_dream, inputs=("input", "guide"))

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 from tqdm import tqdm
 
-from ..options import add_model_options
+from ..options import ITERATIONS, OCTAVES, SEED, SIDE, SIDE_RANGE, WEIGHT, add_model_options, number
 
 EXAMPLES = {
     "classify": "  streamdream classify photo.jpg\n  streamdream classify photo.jpg --json",
@@ -18,6 +18,14 @@ EXAMPLES = {
     "classviz": "  streamdream classviz --class 1 -o goldfish.png --seed 1",
     "invert": "  streamdream invert photo.jpg --layer blocks.1 -o inverted.png",
 }
+
+
+CLASS = number(int, 0, 999)  # ImageNet-1k, the classes every model of the zoo predicts
+
+
+def _max_side_or_zero(text: str) -> int:
+    """invert's --max-side: 0 keeps the picture's size, else a side in the usual range."""
+    return 0 if text.strip() == "0" else SIDE(text)
 
 
 def _model_kwargs(args: argparse.Namespace) -> dict:
@@ -60,11 +68,11 @@ def run_saliency(args: argparse.Namespace) -> None:
     from streamdream.gradients import saliency, saliency_overlay
     from streamdream.io.images import check_image_output, load_image, save_image
 
-    check_image_output(args.output)
+    check_image_output(args.output, overwrite=args.overwrite)
     rgb = load_image(args.input).rgb
     heat = saliency(rgb, args.class_index, **_model_kwargs(args))
     gray = np.repeat(np.rint(heat * 255).astype(np.uint8)[..., None], 3, axis=2)
-    save_image(args.output, saliency_overlay(rgb, heat) if args.overlay else gray)
+    save_image(args.output, saliency_overlay(rgb, heat) if args.overlay else gray, overwrite=args.overwrite)
     print(args.output)
 
 
@@ -73,13 +81,13 @@ def run_fool(args: argparse.Namespace) -> None:
     from streamdream.gradients import fool
     from streamdream.io.images import check_image_output, load_image, save_image
 
-    check_image_output(args.output)
+    check_image_output(args.output, overwrite=args.overwrite)
     picture = load_image(args.input)
     with _progress(args, args.iterations, "fooling") as progress:
         result = fool(picture.rgb, args.target, epsilon=args.epsilon / 255, step=args.step / 255, max_iterations=args.iterations, progress=progress, **_model_kwargs(args))
     if not result.success:
         raise StreamdreamError(f"the model does not predict class {args.target} after {result.iterations} iterations at --epsilon {args.epsilon:g}; raise --epsilon or --iterations")
-    save_image(args.output, result.image, picture.alpha)
+    save_image(args.output, result.image, picture.alpha, overwrite=args.overwrite)
     print(f"iterations {result.iterations}  L-inf {result.linf * 255:.0f}/255 ({result.linf:.4f})  L2 {result.l2:.4f}")
     print(args.output)
 
@@ -88,11 +96,11 @@ def run_classviz(args: argparse.Namespace) -> None:
     from streamdream.gradients import class_visualization, class_visualization_steps
     from streamdream.io.images import check_image_output, save_image
 
-    check_image_output(args.output)
+    check_image_output(args.output, overwrite=args.overwrite)
     settings = {"octaves": args.octaves, "iterations": args.iterations}
     with _progress(args, class_visualization_steps(args.size, **settings), "visualizing") as progress:
         image = class_visualization(args.class_index, args.size, args.seed, l2=args.l2, progress=progress, **settings, **_model_kwargs(args))
-    save_image(args.output, image)
+    save_image(args.output, image, overwrite=args.overwrite)
     print(args.output)
 
 
@@ -100,13 +108,13 @@ def run_invert(args: argparse.Namespace) -> None:
     from streamdream.gradients import invert
     from streamdream.io.images import check_image_output, load_image, resize_max_side, save_image
 
-    check_image_output(args.output)
+    check_image_output(args.output, overwrite=args.overwrite)
     rgb = load_image(args.input).rgb
     if args.max_side:
         rgb = resize_max_side(rgb, args.max_side)
     with _progress(args, args.iterations, "inverting") as progress:
         image = invert(rgb, args.layer, iterations=args.iterations, tv=args.tv, l2=args.l2, method=args.method, seed=args.seed, progress=progress, **_model_kwargs(args))
-    save_image(args.output, image)
+    save_image(args.output, image, overwrite=args.overwrite)
     print(args.output)
 
 
@@ -116,41 +124,42 @@ def _add(commands: argparse._SubParsersAction, name: str, help_text: str, run, *
         parser.add_argument("input", metavar="IMAGE", help="image file (PNG, JPEG, WebP, BMP, TIFF)")
     if output:
         parser.add_argument("-o", "--output", required=True, help="output image; the format follows the extension")
+        parser.add_argument("--overwrite", action="store_true", help="replace an existing output file (never the input)")
         parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_model_options(parser)
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, inputs=("input",) if image else (), outputs=("output",) if output else ())
     return parser
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = _add(commands, "classify", "top ImageNet labels of a picture", run_classify, output=False)
-    parser.add_argument("--top", type=int, default=5, help="how many labels (default %(default)s)")
+    parser.add_argument("--top", type=number(int, 1, 1000), default=5, help="how many labels (default %(default)s)")
     parser.add_argument("--json", action="store_true", help='print [{"index", "label", "prob"}, ...], best first')
 
     parser = _add(commands, "saliency", "class saliency map: which pixels the class score depends on most", run_saliency)
-    parser.add_argument("--class", dest="class_index", type=int, help="ImageNet class 0-999 (default: the predicted one)")
+    parser.add_argument("--class", dest="class_index", type=CLASS, help="ImageNet class 0-999 (default: the predicted one)")
     parser.add_argument("--overlay", action="store_true", help="save the map colour-mapped over the photo instead of as grayscale")
 
     parser = _add(commands, "fool", "fooling image: a barely changed picture the model sees as another class", run_fool)
     parser.epilog += "\n\nSave as PNG: JPEG or WebP compression changes the pixels and can undo the fooling."
-    parser.add_argument("--target", type=int, required=True, help="ImageNet class 0-999 to be predicted")
-    parser.add_argument("--epsilon", type=float, default=8.0, help="largest change of any pixel, in 0-255 levels (default %(default)s)")
-    parser.add_argument("--step", type=float, default=1.0, help="change per iteration, in 0-255 levels (default %(default)s)")
-    parser.add_argument("--iterations", type=int, default=200, help="give up after this many steps (default %(default)s)")
+    parser.add_argument("--target", type=CLASS, required=True, help="ImageNet class 0-999 to be predicted")
+    parser.add_argument("--epsilon", type=number(float, high=255.0, above=0.0), default=8.0, help="largest change of any pixel, in 0-255 levels (default %(default)s)")
+    parser.add_argument("--step", type=number(float, high=255.0, above=0.0), default=1.0, help="change per iteration, in 0-255 levels (default %(default)s)")
+    parser.add_argument("--iterations", type=ITERATIONS, default=200, help="give up after this many steps (default %(default)s)")
 
     parser = _add(commands, "classviz", "class visualization: an image grown from noise to look like a class", run_classviz, image=False)
-    parser.add_argument("--class", dest="class_index", type=int, required=True, help="ImageNet class 0-999")
-    parser.add_argument("--size", type=int, default=224, help="side of the square image in pixels (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="noise and jitter seed (default %(default)s)")
-    parser.add_argument("--octaves", type=int, default=3, help="octave pyramid levels (default %(default)s)")
-    parser.add_argument("--iterations", type=int, default=20, help="steps per octave (default %(default)s)")
-    parser.add_argument("--l2", type=float, default=1000.0, help="weight of the pull toward grey (default %(default)s)")
+    parser.add_argument("--class", dest="class_index", type=CLASS, required=True, help="ImageNet class 0-999")
+    parser.add_argument("--size", type=number(int, 16, 4096), default=224, help="side of the square image in pixels (default %(default)s)")
+    parser.add_argument("--seed", type=SEED, default=0, help="noise and jitter seed (default %(default)s)")
+    parser.add_argument("--octaves", type=OCTAVES, default=3, help="octave pyramid levels (default %(default)s)")
+    parser.add_argument("--iterations", type=ITERATIONS, default=20, help="steps per octave (default %(default)s)")
+    parser.add_argument("--l2", type=WEIGHT, default=1000.0, help="weight of the pull toward grey (default %(default)s)")
 
     parser = _add(commands, "invert", "feature inversion: an image grown from noise to match a layer's features of a picture", run_invert)
     parser.add_argument("--layer", required=True, help="layer whose features to match (see `streamdream layers`)")
-    parser.add_argument("--max-side", type=int, default=256, help="resize the input so its longer side is N pixels first; 0 keeps it (default %(default)s)")
-    parser.add_argument("--iterations", type=int, default=100, help="optimizer steps (default %(default)s)")
+    parser.add_argument("--max-side", type=_max_side_or_zero, default=256, help=f"resize the input so its longer side is N pixels first, {SIDE_RANGE}; 0 keeps it (default %(default)s)")
+    parser.add_argument("--iterations", type=ITERATIONS, default=100, help="optimizer steps (default %(default)s)")
     parser.add_argument("--method", choices=("lbfgs", "adam"), default="lbfgs", help="optimizer (default %(default)s)")
-    parser.add_argument("--tv", type=float, default=0.02, help="total-variation weight (default %(default)s)")
-    parser.add_argument("--l2", type=float, default=0.01, help="weight of the pull toward grey (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed (default %(default)s)")
+    parser.add_argument("--tv", type=WEIGHT, default=0.02, help="total-variation weight (default %(default)s)")
+    parser.add_argument("--l2", type=WEIGHT, default=0.01, help="weight of the pull toward grey (default %(default)s)")
+    parser.add_argument("--seed", type=SEED, default=0, help="noise seed (default %(default)s)")

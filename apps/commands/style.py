@@ -13,7 +13,7 @@ from tqdm import tqdm
 from streamdream.errors import StreamdreamError
 from streamdream.style import FRAME_STEPS_PER_ITERATION, Stylizer
 
-from ..options import add_io_options, add_model_options, add_video_options, run_video
+from ..options import ITERATIONS, OCTAVE_SCALE, OCTAVES, SEED, WEIGHT, add_io_options, add_model_options, add_video_options, number, numbers, run_video
 
 STYLE_EXAMPLES = f"""examples:
   streamdream style photo.jpg -s starry_night.jpg -o starry.png
@@ -31,13 +31,6 @@ result carried along the optical flow and runs --frame-iterations x {FRAME_STEPS
 DEFAULTS = {name: p.default for name, p in inspect.signature(Stylizer).parameters.items()}
 
 
-def floats_arg(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.7,0.3, got {text!r}") from None
-
-
 def names_arg(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
@@ -45,27 +38,27 @@ def names_arg(text: str) -> list[str]:
 def add_style_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("style")
     group.add_argument("-s", "--style", action="append", default=[], metavar="IMAGE", help="style painting; repeat to blend several")
-    group.add_argument("--style-weights", type=floats_arg, metavar="W1,W2", help="blend of several styles, e.g. 0.7,0.3 (default equal)")
-    group.add_argument("--style-weight", type=float, default=DEFAULTS["style_weight"], help="weight of the style loss; 0 reconstructs the content only (default %(default)s)")
-    group.add_argument("--content-weight", type=float, default=DEFAULTS["content_weight"], help="weight of the content loss (default %(default)s)")
-    group.add_argument("--tv-weight", type=float, default=DEFAULTS["tv_weight"], help="weight of the total-variation smoothness loss (default %(default)s)")
+    group.add_argument("--style-weights", type=numbers(), metavar="W1,W2", help="blend of several styles, e.g. 0.7,0.3 (default equal)")
+    group.add_argument("--style-weight", type=WEIGHT, default=DEFAULTS["style_weight"], help="weight of the style loss; 0 reconstructs the content only (default %(default)s)")
+    group.add_argument("--content-weight", type=WEIGHT, default=DEFAULTS["content_weight"], help="weight of the content loss (default %(default)s)")
+    group.add_argument("--tv-weight", type=WEIGHT, default=DEFAULTS["tv_weight"], help="weight of the total-variation smoothness loss (default %(default)s)")
     group.add_argument("--content-layers", type=names_arg, metavar="L1,L2", help="content layers (default: the model's, blocks.3 on EfficientNet-Lite)")
-    group.add_argument("--content-layer-weights", type=floats_arg, metavar="W1,W2", help="blend of the content layers (default equal)")
+    group.add_argument("--content-layer-weights", type=numbers(), metavar="W1,W2", help="blend of the content layers (default equal)")
     group.add_argument("--style-layers", type=names_arg, metavar="L1,L2", help="style layers (default: the model's, stem,blocks.0-4 on EfficientNet-Lite)")
-    group.add_argument("--style-layer-weights", type=floats_arg, metavar="W1,W2", help="weights of the style layers (default equal)")
-    group.add_argument("--style-layer-weight-exp", type=float, default=DEFAULTS["layer_weight_exp"], help="style layer i is weighted exp**i: above 1 favours coarse, below 1 fine texture (default %(default)s)")
-    group.add_argument("--style-scale", type=float, default=DEFAULTS["style_scale"], help="see the style at this multiple of the content's size; bigger strokes above 1 (default %(default)s)")
+    group.add_argument("--style-layer-weights", type=numbers(), metavar="W1,W2", help="weights of the style layers (default equal)")
+    group.add_argument("--style-layer-weight-exp", type=number(float, high=10.0, above=0.0), default=DEFAULTS["layer_weight_exp"], help="style layer i is weighted exp**i: above 1 favours coarse, below 1 fine texture (default %(default)s)")
+    group.add_argument("--style-scale", type=number(float, high=8.0, above=0.0), default=DEFAULTS["style_scale"], help="see the style at this multiple of the content's size; bigger strokes above 1 (default %(default)s)")
     group.add_argument("--init", default="content", metavar="content|noise|IMAGE", help="start image for stills (default %(default)s)")
     group.add_argument("--optimizer", choices=["adam", "lbfgs"], default=DEFAULTS["optimizer"], help="(default %(default)s)")
-    group.add_argument("--iterations", type=int, default=DEFAULTS["iterations"], help="optimizer steps per octave (default %(default)s)")
-    group.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="Adam learning rate in pixel units of [0, 1] (default %(default)s)")
-    group.add_argument("--octaves", type=int, default=DEFAULTS["octaves"], help="coarse-to-fine levels for stills (default %(default)s)")
-    group.add_argument("--octave-scale", type=float, default=DEFAULTS["octave_scale"], help="size ratio between octaves (default %(default)s)")
+    group.add_argument("--iterations", type=ITERATIONS, default=DEFAULTS["iterations"], help="optimizer steps per octave (default %(default)s)")
+    group.add_argument("--lr", type=number(float, high=1.0, above=0.0), default=DEFAULTS["lr"], help="Adam learning rate in pixel units of [0, 1] (default %(default)s)")
+    group.add_argument("--octaves", type=OCTAVES, default=DEFAULTS["octaves"], help="coarse-to-fine levels for stills (default %(default)s)")
+    group.add_argument("--octave-scale", type=OCTAVE_SCALE, default=DEFAULTS["octave_scale"], help="size ratio between octaves (default %(default)s)")
     group.add_argument("--preserve-colors", action="store_true", help="keep the content's colours; take only the result's luminance")
     group.add_argument("--pooling", choices=["avg", "max"], default=DEFAULTS["pooling"], help="VGG: average pooling as in Gatys et al., or the network's max pooling (default %(default)s)")
-    group.add_argument("--temporal-weight", type=float, default=DEFAULTS["temporal_weight"], help="videos: weight of staying on the carried previous result (default %(default)s)")
+    group.add_argument("--temporal-weight", type=WEIGHT, default=DEFAULTS["temporal_weight"], help="videos: weight of staying on the carried previous result (default %(default)s)")
     group.add_argument("--preview", metavar="SHEET", help="also write a contact sheet content | style | result (stills)")
-    group.add_argument("--seed", type=int, default=0, help="random seed for --init noise (default %(default)s)")
+    group.add_argument("--seed", type=SEED, default=0, help="random seed for --init noise (default %(default)s)")
 
 
 def stylizer_from(args: argparse.Namespace, styles: list[np.ndarray]) -> Stylizer:
@@ -109,7 +102,7 @@ def contact_sheet(pictures: list[np.ndarray], height: int) -> np.ndarray:
 def run_style(args: argparse.Namespace) -> None:
     """Stylize a still, or hand a video to the frame pipeline."""
     from streamdream.io.images import check_image_output, load_image, resize_picture, save_image
-    from streamdream.io.video import is_video_path
+    from streamdream.io.video import check_video_output, is_video_path
 
     if args.style_weight > 0 and not args.style:
         raise StreamdreamError("give a style image with -s STYLE (or --style-weight 0 to reconstruct the content only)")
@@ -117,10 +110,11 @@ def run_style(args: argparse.Namespace) -> None:
     if is_video_path(args.input):
         if args.init != "content" or args.preview:
             raise StreamdreamError("--init and --preview apply to still images only")
+        check_video_output(args.output, overwrite=args.overwrite)
         return run_video(args, stylizer_from(args, styles))
-    check_image_output(args.output)
+    check_image_output(args.output, overwrite=args.overwrite)
     if args.preview:
-        check_image_output(args.preview)
+        check_image_output(args.preview, overwrite=args.overwrite)
     picture = load_image(args.input)
     if args.max_side:
         picture = resize_picture(picture, args.max_side)
@@ -134,9 +128,9 @@ def run_style(args: argparse.Namespace) -> None:
     if args.verbose:
         before, after = stylizer.losses(picture.rgb, picture.rgb), stylizer.losses(result, picture.rgb)
         print(", ".join(f"{name} loss {before[name]:.4g} -> {after[name]:.4g}" for name in after), file=sys.stderr)
-    save_image(args.output, result, picture.alpha, quality=args.quality)
+    save_image(args.output, result, picture.alpha, quality=args.quality, overwrite=args.overwrite)
     if args.preview:
-        save_image(args.preview, contact_sheet([picture.rgb, *styles, result], min(height, 512)))
+        save_image(args.preview, contact_sheet([picture.rgb, *styles, result], min(height, 512)), overwrite=args.overwrite)
     print(args.output)
 
 
@@ -146,4 +140,4 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_model_options(parser)
     add_style_options(parser)
     add_video_options(parser)
-    parser.set_defaults(run=run_style)
+    parser.set_defaults(run=run_style, inputs=("input", "style", "init"), outputs=("output", "preview"))

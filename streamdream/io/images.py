@@ -8,6 +8,7 @@ here with a one-line message rather than halfway through a render.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..errors import StreamdreamError
-from .paths import atomic_output, check_output_path
+from .paths import atomic_output, check_input_file, check_output_path, is_disk_full
+
+log = logging.getLogger(__name__)
 
 _FORMATS = {
     ".png": "PNG",
@@ -51,13 +54,7 @@ class Picture:
 
 def load_image(path: str | os.PathLike) -> Picture:
     """Decode an image file fully, upright per its EXIF orientation; raise StreamdreamError if unusable."""
-    src = Path(path)
-    if not src.exists():
-        raise StreamdreamError(f"no such file: {src}")
-    if src.is_dir():
-        raise StreamdreamError(f"{src} is a folder, not an image file")
-    if src.stat().st_size == 0:
-        raise StreamdreamError(f"{src} is empty (0 bytes)")
+    src = check_input_file(path, "image")
     try:
         with warnings.catch_warnings():
             # Pillow only warns between the limit and twice the limit; make that a hard stop too.
@@ -75,6 +72,9 @@ def load_image(path: str | os.PathLike) -> Picture:
     except OSError as exc:
         raise StreamdreamError(f"cannot read {src}: {exc.strerror or exc}") from exc
     with img:
+        frames = getattr(img, "n_frames", 1)
+        if frames > 1:
+            log.warning("%s is animated (%d frames); only its first frame is used (give it as a video to use every frame)", src, frames)
         try:
             img.load()  # Pillow decodes lazily; force it so truncation is caught here.
             ImageOps.exif_transpose(img, in_place=True)
@@ -89,28 +89,33 @@ def save_image(
     alpha: np.ndarray | None = None,
     *,
     quality: int = 95,
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Write `rgb` (and `alpha` where the format can hold it) atomically; return the final path.
 
     The format comes from the extension. `quality` applies to the lossy formats (JPEG, WebP).
-    JPEG and BMP cannot store alpha, so it is dropped there rather than failing a finished render.
+    An existing file is replaced only with `overwrite`. JPEG and BMP cannot store alpha, so it is
+    dropped there, with a notice, rather than failing a finished render.
     """
     out = Path(path)
     fmt = _output_format(out)
     if not 1 <= quality <= 100:
         raise StreamdreamError(f"quality must be between 1 and 100, got {quality}")
+    if alpha is not None and fmt not in _ALPHA_FORMATS and (alpha < 255).any():
+        log.warning("%s cannot hold transparency, so it was dropped; save as PNG, WebP or TIFF to keep it", out.name)
     img = _to_pil(rgb, alpha if fmt in _ALPHA_FORMATS else None)
     options = {"quality": quality} if fmt in _LOSSY_FORMATS else {}
-    with atomic_output(out, overwrite=overwrite) as tmp:
+    with atomic_output(out, overwrite=overwrite) as pending:
         try:
-            img.save(tmp, format=fmt, **options)
+            img.save(pending.tmp, format=fmt, **options)
         except OSError as exc:
-            raise StreamdreamError(f"cannot write {out}: {exc}") from exc
+            if is_disk_full(exc):
+                raise  # atomic_output words it
+            raise StreamdreamError(f"cannot write {out}: {exc.strerror or exc}", exit_code=1) from None
     return out
 
 
-def check_image_output(path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+def check_image_output(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Fail before any work if `path` cannot take an image: unknown extension or unwritable place."""
     out = Path(path)
     _output_format(out)

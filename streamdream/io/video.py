@@ -17,7 +17,6 @@ import contextlib
 import fractions
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import StreamdreamError
-from .paths import atomic_output, check_output_path
+from .paths import PendingOutput, atomic_output, check_input_file, check_output_path, disk_full_error, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +91,7 @@ def is_video_path(path: str | os.PathLike) -> bool:
 @contextlib.contextmanager
 def _open_video(path: str | os.PathLike) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
     """Open `path` for decoding its first video stream, turning FFmpeg failures into StreamdreamError."""
-    p = Path(path)
-    if not p.is_file():
-        raise StreamdreamError(f"{p} is not a file" if p.exists() else f"video file {p} does not exist")
+    p = check_input_file(path, "video")
     try:
         container = av.open(str(p))
     except av.FFmpegError as e:
@@ -154,8 +151,12 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         )
 
 
-def read_frames(path: str | os.PathLike) -> Iterator[Frame]:
+def read_frames(path: str | os.PathLike, *, allow_partial: bool = False) -> Iterator[Frame]:
     """Yield every frame of the first video stream, upright, with its own pts.
+
+    A file that ends early (truncated, or with packets FFmpeg cannot decode) is never passed off
+    as complete: after the frames that could be decoded, this raises a StreamdreamError that says
+    how many of how many came through, or, with `allow_partial`, logs that once and stops.
 
     Threading ("AUTO": frame and slice threads) decodes several frames in parallel, which keeps
     high-resolution decoding from becoming the bottleneck; the few frames of extra latency it
@@ -163,15 +164,46 @@ def read_frames(path: str | os.PathLike) -> Iterator[Frame]:
     """
     with _open_video(path) as (container, stream):
         stream.thread_type = "AUTO"
+        expected = _expected_frames(container, stream)
         index = 0
+        problem = None
         try:
             for frame in container.decode(stream):
+                if index == 0 and _is_transparent(frame):
+                    log.warning("%s has transparency; the frames are rendered without it (video outputs hold none)", path)
                 yield Frame(image=_upright(frame), pts=frame.pts, time_base=stream.time_base, index=index)
                 index += 1
         except av.FFmpegError as e:
-            raise StreamdreamError(f"cannot decode {path} after {index} frames: {e.strerror}") from None
+            problem = f"decoding failed after {index} frames ({e.strerror})"
         if index == 0:
-            raise StreamdreamError(f"{path} has a video stream but no frames")
+            raise StreamdreamError(f"{path} has a video stream but no frames{f': {problem}' if problem else ''}")
+        if problem is None and expected is not None and index < expected:
+            problem = f"decoded {index} of {expected} frames: the file ends early"
+        if problem is not None:
+            if not allow_partial:
+                raise StreamdreamError(f"{path}: {problem} (pass --allow-partial-input to accept the frames that decode)")
+            log.warning("%s: %s; going on with those", path, problem)
+
+
+def _is_transparent(frame: av.VideoFrame) -> bool:
+    """True when the frame has an alpha channel (GIF, PNG, WebM with alpha) that is not fully opaque."""
+    if not any(component.is_alpha for component in frame.format.components):
+        return False
+    return bool((frame.to_ndarray(format="rgba")[..., 3] < 255).any())
+
+
+def _expected_frames(container: av.container.InputContainer, stream: av.VideoStream) -> int | None:
+    """The frame count the file claims: the stream header's, or else duration x rate, less a margin.
+
+    Without a frame count in the header (Matroska, WebM), the duration x rate estimate is lowered
+    by 10% and a frame, so variable-frame-rate files are not mistaken for truncated ones.
+    """
+    if stream.frames:
+        return stream.frames
+    rate = stream.average_rate or stream.guessed_rate
+    if container.duration is None or not rate:
+        return None
+    return max(0, int(0.9 * container.duration / av.time_base * float(rate)) - 1) or None
 
 
 class _AudioTrack:
@@ -237,14 +269,23 @@ class _AudioTrack:
             self._output.mux(self._out.encode(None))
 
 
+def check_video_output(path: str | os.PathLike, *, overwrite: bool = False, inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Fail before any work if `path` cannot take a video: unsupported extension, or refused by `check_output_path`."""
+    out = Path(path)
+    if out.suffix.lower() not in _ENCODINGS:
+        raise StreamdreamError(f"cannot write {out.name}: unsupported extension for a video; use one of {', '.join(_ENCODINGS)}")
+    return check_output_path(out, overwrite=overwrite, inputs=inputs)
+
+
 class VideoWriter:
     """Encode RGB frames at given timestamps into a video file, optionally with the source's audio.
 
-    Use as a context manager. The file is written beside `path` and renamed onto it when the
-    block ends. If the block raises after some frames were written (Ctrl-C during a long render,
-    or any crash), the encoder is still drained and the file finalized, so the user keeps a
-    playable clip of the finished part; the exception then propagates. With zero frames written
-    nothing is left behind.
+    Use as a context manager. The file is written beside `path` and moved onto it when the block
+    ends. If the block raises after some frames were written (Ctrl-C during a long render, a
+    truncated input, any crash), the encoder is still drained and the file finalized, so the user
+    keeps a playable clip of the finished part: under `path` when that name was free, else under a
+    fresh `.partial` name, never over an existing file. The exception then propagates with a note
+    naming that file. With zero frames written, or when the disk filled up, nothing is left behind.
     """
 
     def __init__(
@@ -256,14 +297,12 @@ class VideoWriter:
         crf: int = 18,
         preset: str = "medium",
         overwrite: bool = False,
+        inputs: tuple[str | os.PathLike, ...] = (),
     ) -> None:
         # Checked here, before the caller starts a render that might take minutes.
-        self.path = check_output_path(path, overwrite=overwrite)
-        encoding = _ENCODINGS.get(self.path.suffix.lower())
-        if encoding is None:
-            raise StreamdreamError(
-                f"cannot write {self.path.name}: unsupported extension; use one of {', '.join(_ENCODINGS)}"
-            )
+        self._inputs = (*inputs, *([audio_source] if audio_source is not None else []))
+        self.path = check_video_output(path, overwrite=overwrite, inputs=self._inputs)
+        encoding = _ENCODINGS[self.path.suffix.lower()]
         self.info = info
         self.frames_written = 0
         self._encoding = encoding
@@ -272,18 +311,18 @@ class VideoWriter:
         self._preset = preset
         self._overwrite = overwrite
         self._files = contextlib.ExitStack()
+        self._pending: PendingOutput | None = None
         self._output: av.container.OutputContainer | None = None
         self._video: av.VideoStream | None = None
         self._audio: _AudioTrack | None = None
         self._end: fractions.Fraction = fractions.Fraction(0)  # end time of the last frame written, seconds
 
     def __enter__(self) -> VideoWriter:
-        tmp = self._files.enter_context(atomic_output(self.path, overwrite=self._overwrite))
+        self._pending = self._files.enter_context(atomic_output(self.path, overwrite=self._overwrite, inputs=self._inputs))
         try:
             self._output = av.open(
-                str(tmp), "w", format=self._encoding.muxer, container_options=dict(self._encoding.container_options)
+                str(self._pending.tmp), "w", format=self._encoding.muxer, container_options=dict(self._encoding.container_options)
             )
-            self._files.callback(self._output.close)
             self._video = self._add_video_stream()
             source = self._open_audio_source()
             if source is not None:
@@ -291,8 +330,8 @@ class VideoWriter:
             # Open the encoders and write the header now, so bad settings fail before any rendering.
             self._output.start_encoding()
         except BaseException as e:
-            self._files.__exit__(*sys.exc_info())
-            if isinstance(e, av.FFmpegError):
+            self._abandon(e)
+            if isinstance(e, av.FFmpegError) and not is_disk_full(e):
                 raise StreamdreamError(f"cannot write {self.path}: {e.strerror}") from None
             raise
         return self
@@ -373,21 +412,34 @@ class VideoWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.frames_written == 0:
-            if exc is None:
-                exc = StreamdreamError(f"no frames were written, so {self.path} was not created")
-            self._files.__exit__(type(exc), exc, exc.__traceback__)  # an exception removes the temp file
-            if exc_type is None:
-                raise exc
+        if exc is None and self.frames_written == 0:
+            exc = StreamdreamError(f"no frames were written, so {self.path} was not created")
+            self._abandon(exc)
+            raise exc
+        if exc is not None and (self.frames_written == 0 or is_disk_full(exc)):
+            self._abandon(exc)
             return
         try:
             self._output.mux(self._video.encode(None))
             if self._audio is not None:
                 # A finished render takes all the audio; a broken one stops where its video stops.
-                self._audio.finish(None if exc_type is None else self._end)
-        except BaseException:
-            self._files.__exit__(*sys.exc_info())
+                self._audio.finish(None if exc is None else self._end)
+            self._output.close()
+        except BaseException as error:
+            self._abandon(error)
             raise
-        self._files.__exit__(None, None, None)  # closes the container, then renames onto `path`
-        if exc_type is not None:
-            log.warning("render stopped: %s is partial, with %d frames", self.path, self.frames_written)
+        if exc is None:
+            self._files.__exit__(None, None, None)  # moves the finished file onto `path`
+            return
+        kept = self._pending.keep_partial()
+        exc.add_note(f"kept the {self.frames_written} frames done in {kept}")
+        self._files.__exit__(exc_type, exc, tb)
+
+    def _abandon(self, error: BaseException) -> None:
+        """Close without finishing and remove the temporary file; a full disk becomes a one-line error."""
+        if self._output is not None:
+            with contextlib.suppress(Exception):  # the container may be half-written; it is deleted anyway
+                self._output.close()
+        self._files.__exit__(type(error), error, error.__traceback__)
+        if is_disk_full(error):
+            raise disk_full_error(self.path) from None

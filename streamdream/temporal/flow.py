@@ -21,6 +21,9 @@ _PRESETS = {
 }
 
 
+MIN_SIDE = 32  # smallest frame side DIS is run on
+
+
 class FlowEstimator:
     """OpenCV DIS optical flow on grayscale frames, optionally at reduced resolution.
 
@@ -54,12 +57,16 @@ class FlowEstimator:
         if src_gray.shape != dst_gray.shape:
             raise ValueError(f"frames differ in size: {src_gray.shape} vs {dst_gray.shape}")
         height, width = src_gray.shape
-        if self.scale == 1.0:
+        # DIS builds an image pyramid and fails on frames only a few pixels across; tiny frames
+        # (thumbnails, `--max-side 16`) get their flow at MIN_SIDE and scaled back like a reduced one.
+        factor = max(self.scale, MIN_SIDE / min(height, width))
+        if factor == 1.0:
             return self._dis.calc(src_gray, dst_gray, None)
-        size = (max(1, round(width * self.scale)), max(1, round(height * self.scale)))
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
         small = self._dis.calc(
-            cv2.resize(src_gray, size, interpolation=cv2.INTER_AREA),
-            cv2.resize(dst_gray, size, interpolation=cv2.INTER_AREA),
+            cv2.resize(src_gray, size, interpolation=interpolation),
+            cv2.resize(dst_gray, size, interpolation=interpolation),
             None,
         )
         flow = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
