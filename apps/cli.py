@@ -82,6 +82,10 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         inputs = [name for name in _files(args, getattr(args, "inputs", ())) if Path(name).exists()]
         with claim_outputs(_files(args, getattr(args, "outputs", ())), inputs, overwrite=getattr(args, "overwrite", False)):
+            if hasattr(args, "device"):  # the one place the command line sets up torch (threads, cuDNN autotuning)
+                from streamdream.runtime import configure
+
+                args.device = configure(args.device)
             args.run(args)
     except StreamdreamError as exc:
         print(f"streamdream: error: {_one_line(exc)}", file=sys.stderr)

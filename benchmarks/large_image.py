@@ -23,7 +23,7 @@ import streamdream  # noqa: E402,F401  (sets the OpenMP wait policy before torch
 import skimage.data  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from apps.cli import main as cli  # noqa: E402
+from streamdream.apps.cli import main as cli  # noqa: E402
 
 
 def main() -> None:

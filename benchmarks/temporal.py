@@ -28,7 +28,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from samples.make import camera_frames, true_backward_flow  # noqa: E402
+from streamdream.samples.make import camera_frames, true_backward_flow  # noqa: E402
 from streamdream.dream import Dreamer  # noqa: E402
 from streamdream.session import StreamSession, TemporalSettings  # noqa: E402
 from streamdream.temporal import Motion, strength, warping_error  # noqa: E402

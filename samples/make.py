@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import skimage.data
 
-from apps.options import size_arg
+from streamdream.apps.options import size_arg
 from streamdream.errors import StreamdreamError
 from streamdream.io.paths import atomic_output
 from streamdream.io.video import VideoInfo, VideoWriter

@@ -6,10 +6,12 @@ H100, EfficientNet-Lite0 up to blocks.4, 640x480: ~10 ms per step eager, ~2 ms r
 frames all have one size, so the whole step is captured once per size and settings and replayed for
 every iteration of every later frame.
 
-A captured step reads and writes only its static buffers: callers copy a frame's inputs in (the
-image, a jitter shift, the frame's targets), replay, and copy the result out. On other devices the
-same step is simply called on the same buffers, which is how the CPU test suite checks everything but
-the capture itself. `streamdream.optimize` builds the dream step, `streamdream.style` the style step.
+A step is written over static buffers (`Captured`): callers copy a call's inputs in (the image, a
+jitter shift, a frame's targets), run it, and copy the result out. `static_step` is that wrapper,
+for every step rule of `streamdream.optimize`: it hands out the captured step of a size seen before,
+or the same step built now over fresh buffers and called eagerly, so both paths run the same code.
+Off CUDA a "captured" step is simply called on its buffers, which is how the CPU test suite checks
+everything but the capture itself.
 
 Eager code runs instead the first time a size is seen (a still, a resized stream: capturing would
 cost more than it saves), and for good after a capture fails (logged once).
@@ -21,7 +23,7 @@ import contextlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 
 import torch
 
@@ -33,18 +35,27 @@ handles and optimizer state must not be created during capture."""
 
 
 class Captured:
-    """`step` over the tensors in `buffers`, as a CUDA graph on CUDA, as a plain call elsewhere.
+    """`step` over the tensors in `buffers`: replayed as a CUDA graph when `capture` is set on CUDA,
+    called plainly otherwise.
 
-    `step` must change only the buffers and `state` (what it owns besides them, e.g. an optimizer, which
-    callers reset between uses), never wait for the host and always launch the same work: on CUDA it
-    is run `WARMUP_STEPS` times and then recorded once, so it must expect to be called that way.
+    `step` must change only the buffers and what `reset` restores (e.g. an optimizer's state), never
+    wait for the host and always launch the same work: on CUDA it is run `WARMUP_STEPS` times and then
+    recorded once, so it must expect to be called that way.
     """
 
-    def __init__(self, step: Callable[[], object], buffers: dict[str, torch.Tensor], device: torch.device, state: object = None) -> None:
+    def __init__(
+        self,
+        step: Callable[[], object],
+        buffers: dict[str, torch.Tensor],
+        device: torch.device,
+        *,
+        reset: Callable[[], None] | None = None,
+        capture: bool = True,
+    ) -> None:
         self.buffers = buffers
-        self.state = state
+        self.reset = reset
         self.replay = step
-        if device.type != "cuda":
+        if not capture or device.type != "cuda":
             return
         stream = torch.cuda.Stream(device)
         stream.wait_stream(torch.cuda.current_stream(device))
@@ -59,6 +70,41 @@ class Captured:
         finally:
             torch.cuda.current_stream(device).wait_stream(stream)
         self.replay = self.graph.replay
+
+    def start(self, inputs: Mapping[str, torch.Tensor]) -> None:
+        """Load a new call's inputs (buffers of the same names) and make the state fresh again."""
+        with torch.no_grad():
+            for name, tensor in inputs.items():
+                self.buffers[name].copy_(tensor)
+        if self.reset is not None:
+            self.reset()
+
+
+@contextlib.contextmanager
+def static_step(
+    graphs: GraphCache | None,
+    key: Hashable,
+    build: Callable[[dict[str, torch.Tensor], bool], Captured],
+    inputs: Mapping[str, torch.Tensor],
+) -> Iterator[Captured]:
+    """A step over static buffers holding `inputs`, for the caller to run and read out.
+
+    `build(buffers, capture)` writes the step over `buffers` (one per input, same names). With
+    `graphs`, a `key` seen before gets its captured step, loaded with this call's inputs (see
+    `GraphCache`); otherwise the step is built now over fresh copies of the inputs and runs eagerly.
+    Either way the caller's loop is the same code, which keeps the two paths equal.
+    """
+
+    def fresh(capture: bool) -> Captured:
+        return build({name: tensor.detach().clone() for name, tensor in inputs.items()}, capture)
+
+    if graphs is not None:
+        with graphs.use(key, lambda: fresh(True)) as captured:
+            if captured is not None:
+                captured.start(inputs)
+                yield captured
+                return
+    yield fresh(False)
 
 
 class GraphCache:
@@ -75,7 +121,6 @@ class GraphCache:
         self._steps: OrderedDict[Hashable, Captured] = OrderedDict()
         self._seen: set[Hashable] = set()
         self._lock = threading.Lock()
-        torch.backends.cudnn.benchmark = True  # fixed sizes: autotuned convolutions pay off from the second frame
 
     def __len__(self) -> int:
         return len(self._steps)

@@ -14,10 +14,10 @@ from .cuda_graphs import GraphCache
 from .errors import StreamdreamError
 from .io.images import from_rgb_like, resize_max_side, to_picture
 from .models import DEFAULT_MODEL, Backbone, create_model, resolve_device
+from .modes import WarmStartMode
 from .objectives import Objective, guide, parse_objective
-from .optimize import Ascent, Progress, dream_octaves, evaluate, make_generator, octave_sizes
-from .session import TemporalSettings
-from .temporal import Motion
+from .optimize import NormalizedAscent, Octaves, Progress, evaluate, make_generator, optimize
+from .settings import DreamSettings, TemporalSettings
 
 GUIDE_MAX_SIDE = 512
 
@@ -30,14 +30,15 @@ def noise_image(width: int, height: int, seed: int | None = 0) -> np.ndarray:
     return (100.0 + 20.0 * noise).round().to(torch.uint8).numpy()
 
 
-class Dreamer:
+class Dreamer(WarmStartMode):
     """A reusable DeepDream: model + objective + optimizer settings.
 
     Options (all keyword, with defaults tuned for the embedded EfficientNet-Lite0):
       objective     string such as "blocks.4:39 + 0.5*blocks.5" or an Objective; default: the model's dream layer
       guide_image   picture whose features the dream should match, on the objective's single layer
                     (default: the model's guide layer)
-      octaves, octave_scale, iterations, step, jitter, tile, lapnorm: see `streamdream dream --help`
+      octaves, octave_scale, iterations, step, jitter, tile, lapnorm: the fields of `settings.DreamSettings`
+                    (their defaults and ranges are written there)
       cuda_graphs   on CUDA, replay the optimizer step of sizes seen before as captured graphs (the
                     real-time fast path, `streamdream.cuda_graphs`); False runs every step eagerly
     """
@@ -48,20 +49,12 @@ class Dreamer:
         objective: str | Objective | None = None,
         *,
         guide_image=None,
-        octaves: int = 4,
-        octave_scale: float = 1.4,
-        iterations: int = 10,
-        step: float | None = None,
-        jitter: int = 32,
-        tile: int = 512,
-        lapnorm: bool = False,
         device: str | torch.device = "auto",
         weights: str | None = None,
         cuda_graphs: bool = True,
+        **options,
     ) -> None:
-        _check_positive(octaves=octaves, iterations=iterations, tile=tile, octave_scale=octave_scale)
-        if octave_scale <= 1.0:
-            raise StreamdreamError(f"octave scale must be greater than 1, got {octave_scale}")
+        settings = DreamSettings().with_(**options)  # unknown names raise TypeError, values out of range a StreamdreamError
         self.device = resolve_device(device)
         self.model = model if isinstance(model, Backbone) else create_model(model, weights=weights, device=self.device)
         if not isinstance(objective, Objective):
@@ -70,9 +63,8 @@ class Dreamer:
         if guide_image is not None:
             objective = self._guide_objective(objective, guide_image)
         self.objective = objective
-        self.ascent = Ascent(iterations=iterations, step=step or self.model.defaults.dream_step, jitter=jitter, tile=tile, lapnorm=lapnorm)
-        self.octaves = octaves
-        self.octave_scale = octave_scale
+        self.rule = NormalizedAscent(step=settings.step or self.model.defaults.dream_step, jitter=settings.jitter, tile=settings.tile, lapnorm=settings.lapnorm)
+        self.iterations, self.octaves, self.octave_scale = settings.iterations, settings.octaves, settings.octave_scale
         self.graphs = GraphCache() if cuda_graphs and self.device.type == "cuda" else None
 
     def _guide_objective(self, objective: Objective, guide_image) -> Objective:
@@ -86,7 +78,7 @@ class Dreamer:
 
     def steps(self, height: int, width: int, octaves: int | None = None) -> int:
         """How many optimizer steps a picture of this size takes (for progress bars)."""
-        return len(octave_sizes(height, width, octaves or self.octaves, self.octave_scale)) * self.ascent.iterations
+        return len(Octaves(octaves or self.octaves, self.octave_scale).sizes(height, width)) * self.iterations
 
     def dream_tensor(
         self,
@@ -98,41 +90,35 @@ class Dreamer:
         iterations: int | None = None,
         progress: Progress | None = None,
     ) -> torch.Tensor:
-        """Dream a B x 3 x H x W tensor in [0, 1]; `residual` warm-starts it (see `dream_octaves`).
+        """Dream a B x 3 x H x W tensor in [0, 1]; `residual` warm-starts it (see `optimize`).
 
         `iterations` may be 0 (the warm start alone), so it is compared with None, not truthiness.
         """
-        return dream_octaves(
+        return optimize(
             image.to(self.device),
             self.model,
             self.objective,
-            self.ascent.with_(iterations=iterations),
-            octaves=self.octaves if octaves is None else octaves,
-            octave_scale=self.octave_scale,
-            generator=generator,
+            self.rule,
+            steps=self.iterations if iterations is None else iterations,
+            schedule=Octaves(self.octaves if octaves is None else octaves, self.octave_scale),
             residual=residual,
-            progress=progress,
+            generator=generator,
             graphs=self.graphs,
+            progress=progress,
         )
 
     def first_frame(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """A stream's first frame gets the full still dream."""
         return self.dream_tensor(image, generator=generator)
 
-    def next_frame(
-        self,
-        image: torch.Tensor,
-        previous_input: torch.Tensor,
-        previous_output: torch.Tensor,
-        motion: Motion,
-        settings: TemporalSettings,
-        generator: torch.Generator,
-    ) -> torch.Tensor:
-        """Warm start: the previous frame's dream residual, carried along the flow where it is trusted,
-        re-anchored on the new frame, then a few iterations at reduced octaves."""
-        residual = motion.carry(previous_output - previous_input) * (settings.carry * motion.mask)
+    def carried(self, previous_input: torch.Tensor, previous_output: torch.Tensor) -> torch.Tensor:
+        """The dream's residual: re-anchored on the new frame, it keeps the dream and follows the picture."""
+        return previous_output - previous_input
+
+    def warm_frame(self, image: torch.Tensor, carried: torch.Tensor, trust: torch.Tensor, settings: TemporalSettings, generator: torch.Generator) -> torch.Tensor:
+        """The trusted residual on the new frame, then a few iterations at reduced octaves."""
         return self.dream_tensor(
-            image, generator=generator, residual=residual, octaves=settings.frame_octaves, iterations=settings.frame_iterations
+            image, generator=generator, residual=carried * trust, octaves=settings.frame_octaves, iterations=settings.frame_iterations
         )
 
     def dream(self, image, *, seed: int | None = 0, progress: Progress | None = None):
@@ -143,15 +129,9 @@ class Dreamer:
 
     def objective_value(self, image) -> float:
         """The objective's value for a picture, as the optimizer measures it."""
-        return evaluate(self.model, self.objective, to_tensor(to_picture(image).rgb, self.device), self.ascent.tile)
+        return evaluate(self.model, self.objective, to_tensor(to_picture(image).rgb, self.device), self.rule.tile)
 
 
 def dream(image, *, seed: int | None = 0, **options):
     """Dream one picture (numpy array or PIL image in, the same type out). Options as for `Dreamer`."""
     return Dreamer(**options).dream(image, seed=seed)
-
-
-def _check_positive(**values: float) -> None:
-    for name, value in values.items():
-        if value <= 0:
-            raise StreamdreamError(f"{name.replace('_', ' ')} must be positive, got {value}")

@@ -16,24 +16,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
 
 from .convert import to_rgb, to_tensor
 from .dream import make_generator, noise_image
 from .errors import StreamdreamError
 from .io.images import to_picture
-from .models import DEFAULT_MODEL, INPUT, LOGIT, Backbone, create_model, imagenet_labels
-from .objectives import Objective, class_logit
-from .optimize import Ascent, Progress, ascend, autocast, minimize, octave_sizes, resize
+from .models import DEFAULT_MODEL, LOGIT, Backbone, create_model, imagenet_labels
+from .objectives import class_logit, content, pixel_l2, total_variation
+from .optimize import LBFGS, Adam, NormalizedAscent, Octaves, Progress, autocast, optimize, resize
+from .settings import ClassVizSettings, FoolSettings, InvertSettings, Settings
 
 ModelArg = str | Backbone
 PictureLike = np.ndarray | Image.Image  # anything `to_picture` takes: uint8/uint16/float arrays, PIL images
 SALIENCY_PERCENTILE = 99.0
+FOOL, VIZ = FoolSettings(), ClassVizSettings()  # the defaults (fooling in 0-255 levels there)
+S = TypeVar("S", bound=Settings)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,14 @@ class FoolResult:
 
 def _backbone(model: ModelArg, device: str | torch.device, weights: str | None) -> Backbone:
     return model if isinstance(model, Backbone) else create_model(model, weights=weights, device=device)
+
+
+def _settings_and_backbone(options: dict[str, Any], kind: type[S]) -> tuple[S, Backbone]:
+    """The settings from `options` (checked first: a bad value costs no model load), and the backbone
+    named by its `model`, `device` and `weights` (as for `classify`)."""
+    model, device, weights = (options.pop(name, default) for name, default in (("model", DEFAULT_MODEL), ("device", "auto"), ("weights", None)))
+    settings = kind(**options)
+    return settings, _backbone(model, device, weights)
 
 
 def _check_class(model: Backbone, index: int) -> int:
@@ -154,9 +165,9 @@ def fool(
     image: PictureLike,
     target: int,
     *,
-    epsilon: float = 8 / 255,
-    step: float = 1 / 255,
-    max_iterations: int = 200,
+    epsilon: float = FOOL.epsilon / 255,
+    step: float = FOOL.step / 255,
+    max_iterations: int = FOOL.iterations,
     model: ModelArg = DEFAULT_MODEL,
     device: str | torch.device = "auto",
     weights: str | None = None,
@@ -195,100 +206,54 @@ def fool(
 # --- images from noise --------------------------------------------------------------------------
 
 
-def pixel_l2(center: float = 0.5) -> Objective:
-    """Mean squared distance of the pixels from mid-grey: subtracted, it keeps what the class does not need grey."""
-    return Objective(lambda acts: (acts[INPUT].float() - center).pow(2).mean(), [INPUT], "l2(input)")
+def class_visualization(class_index: int, *, seed: int = 0, progress: Progress | None = None, **options: Any) -> np.ndarray:
+    """A square picture grown from noise to maximize the class logit (Simonyan et al.; cs231n).
 
-
-def total_variation(image: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference between neighbouring pixels: penalizes the high-frequency noise inversions grow."""
-    return (image.diff(dim=-2).abs().mean() + image.diff(dim=-1).abs().mean()).float()
-
-
-def class_visualization(
-    class_index: int,
-    size: int = 224,
-    seed: int = 0,
-    *,
-    octaves: int = 3,
-    octave_scale: float = 1.4,
-    iterations: int = 20,
-    step: float = 0.03,
-    jitter: int = 16,
-    l2: float = 1000.0,
-    blur_every: int = 5,
-    blur_sigma: float = 0.5,
-    model: ModelArg = DEFAULT_MODEL,
-    device: str | torch.device = "auto",
-    weights: str | None = None,
-    progress: Progress | None = None,
-) -> np.ndarray:
-    """A `size` x `size` picture grown from noise to maximize the class logit (Simonyan et al.; cs231n).
+    `options`: the fields of `ClassVizSettings` (size, octaves, iterations, step, l2, blur_every, ...)
+    and the model (`model`, `device`, `weights`, as for `classify`).
 
     Normalized ascent on `logit - l2 * pixel_l2` with random-roll jitter and Laplacian-normalized
-    gradients (`ascend`), a light Gaussian blur every `blur_every` steps, and `iterations` steps per
-    octave from coarse to fine. Blur and Laplacian normalization keep the image from filling with the
-    high-frequency patterns the logit gradient prefers; the L2 term (whose pixel gradient is about 1e-5
-    of the logit's, hence the large weight) lets what the class does not need fade back to grey.
+    gradients (`NormalizedAscent`), a light Gaussian blur every `blur_every` steps, and `iterations`
+    steps per octave from coarse to fine. Blur and Laplacian normalization keep the image from filling
+    with the high-frequency patterns the logit gradient prefers; the L2 term (whose pixel gradient is
+    about 1e-5 of the logit's, hence the large weight) lets what the class does not need fade back to
+    grey. As every octave pyramid of the project, each octave starts from the noise at its size plus
+    the upsampled change of the octave before.
     """
-    if size < 16 or min(octaves, iterations, blur_every) < 1 or octave_scale <= 1.0:
-        raise StreamdreamError("class visualization needs size >= 16, octave scale > 1 and positive octaves, iterations and blur period")
-    backbone = _backbone(model, device, weights)
-    objective = class_logit(_check_class(backbone, class_index)) - l2 * pixel_l2()
-    ascent = Ascent(step=step, jitter=jitter, lapnorm=True)
-    generator = make_generator(seed)
-    kernel = 2 * int(np.ceil(3 * blur_sigma)) + 1
-    image = to_tensor(noise_image(size, size, seed), backbone.mean.device)
-    for octave_size in octave_sizes(size, size, octaves, octave_scale):
-        image = resize(image, octave_size)
-        for done in range(0, iterations, blur_every):
-            chunk = ascent.with_(iterations=min(blur_every, iterations - done))
-            image = TF.gaussian_blur(ascend(image, backbone, objective, chunk, generator, progress), kernel, blur_sigma)
+    settings, backbone = _settings_and_backbone(options, ClassVizSettings)
+    objective = class_logit(_check_class(backbone, class_index)) - settings.l2 * pixel_l2()
+    # One tile: a class visualization is small, and the whole image in view is what the logit judges.
+    rule = NormalizedAscent(step=settings.step, jitter=settings.jitter, tile=settings.size, lapnorm=True, blur_every=settings.blur_every, blur_sigma=settings.blur_sigma)
+    noise = to_tensor(noise_image(settings.size, settings.size, seed), backbone.mean.device)
+    schedule = Octaves(settings.octaves, settings.octave_scale)
+    image = optimize(noise, backbone, objective, rule, steps=settings.iterations, schedule=schedule, generator=make_generator(seed), progress=progress)
     return to_rgb(image)
 
 
-def class_visualization_steps(size: int = 224, octaves: int = 3, octave_scale: float = 1.4, iterations: int = 20) -> int:
+def class_visualization_steps(size: int = VIZ.size, octaves: int = VIZ.octaves, octave_scale: float = VIZ.octave_scale, iterations: int = VIZ.iterations) -> int:
     """How many ascent steps `class_visualization` takes (for progress bars)."""
-    return len(octave_sizes(size, size, octaves, octave_scale)) * iterations
+    return len(Octaves(octaves, octave_scale).sizes(size, size)) * iterations
 
 
-def invert(
-    image: PictureLike,
-    layer: str,
-    *,
-    iterations: int = 100,
-    tv: float = 0.02,
-    l2: float = 0.01,
-    method: str = "lbfgs",
-    lr: float = 0.05,
-    seed: int = 0,
-    model: ModelArg = DEFAULT_MODEL,
-    device: str | torch.device = "auto",
-    weights: str | None = None,
-    progress: Progress | None = None,
-) -> np.ndarray:
+def invert(image: PictureLike, layer: str, *, seed: int = 0, progress: Progress | None = None, **options: Any) -> np.ndarray:
     """A picture grown from noise whose `layer` features match the input's (Mahendran & Vedaldi 2015).
 
+    `options`: the fields of `InvertSettings` but `max_side` (iterations, tv, l2, method, lr) and the
+    model (`model`, `device`, `weights`, as for `classify`).
+
     Minimizes ||f(x) - f(x0)||^2 / ||f(x0)||^2 + tv * TV(x) + l2 * pixel_l2(x) at the input's
-    resolution. The relative feature error makes the weights mean the same at every layer; L-BFGS
-    (default) converges in far fewer steps than Adam here, and stays smooth on deeper layers where
-    Adam fills the image with noise. Shallow layers give the photo back; deep ones keep only what the
-    network thinks matters.
+    resolution, TV with absolute differences (it keeps edges). The relative feature error makes the
+    weights mean the same at every layer; L-BFGS (default) converges in far fewer steps than Adam
+    here, and stays smooth on deeper layers where Adam fills the image with noise. Shallow layers give
+    the photo back; deep ones keep only what the network thinks matters.
     """
-    if iterations < 1 or method not in ("lbfgs", "adam"):
-        raise StreamdreamError("inversion needs a positive iteration count and method lbfgs or adam")
-    backbone = _backbone(model, device, weights)
+    settings, backbone = _settings_and_backbone(options, InvertSettings)
     backbone.resolve(layer)
     original = _picture_tensor(image, backbone)
     with torch.no_grad(), autocast(original.device):
         target = backbone(original, [layer])[layer].float()
-    scale = target.pow(2).sum().clamp_min(1e-12)
-    penalty = pixel_l2()
-
-    def loss(x: torch.Tensor) -> torch.Tensor:
-        features = backbone(x, [layer])[layer].float()
-        return (features - target).pow(2).sum() / scale + tv * total_variation(x) + l2 * penalty({INPUT: x})
-
+    objective = content(layer, target) + settings.tv * total_variation(power=1) - settings.l2 * pixel_l2()
     height, width = original.shape[-2:]
     start = to_tensor(noise_image(width, height, seed), original.device)
-    return to_rgb(minimize(start, loss, steps=iterations, lr=lr, method=method, progress=progress))
+    rule = LBFGS() if settings.method == "lbfgs" else Adam(settings.lr)
+    return to_rgb(optimize(start, backbone, objective, rule, steps=settings.iterations, progress=progress))

@@ -9,6 +9,11 @@ they read, so the backbone computes only those. The CLI builds them from short s
     logit:285             one ImageNet class logit
     blocks.4:39 + 0.5*blocks.5 - 0.2*logit:1
 
+Every loss of the project lives here too, as an objective (negated, so that higher is better
+everywhere): content and Gram style (neural style, feature inversion), total variation, the temporal
+loss of stream frames and the pull of pixels toward grey. The optimizer (`streamdream.optimize`)
+knows nothing of them.
+
 Every objective is a mean over positions, so its value does not depend on the image size and tiles
 of one image can be scored separately.
 """
@@ -153,8 +158,8 @@ def _parse_indices(text: str, count: int, what: str, atom: str) -> list[int]:
     return index
 
 
-# --- style transfer (Gatys et al. 2016) ------------------------------------------------------------
-# Each loss is relative to its target's own energy, so layers (and backbones) whose activations
+# --- losses: style transfer (Gatys et al. 2016), inversion, priors on the pixels ---------------------
+# Each feature loss is relative to its target's own energy, so layers (and backbones) whose activations
 # differ in scale by orders of magnitude weigh alike, and a weight of 1 means the same thing on every
 # model. The objectives are the negated losses: higher is better, as everywhere in this module.
 
@@ -196,13 +201,31 @@ def style(targets: Mapping[str, torch.Tensor], weights: Mapping[str, float] | No
     return functools.reduce(operator.add, terms)
 
 
-def total_variation() -> Objective:
-    """Negated mean squared difference between neighbouring pixels: a smoothness prior against noise."""
+def total_variation(power: float = 2.0) -> Objective:
+    """Negated mean |difference|**power between neighbouring pixels: a smoothness prior against noise.
+
+    Squares (2, style) penalize large steps most and so smooth everything; absolute values (1, the
+    V^beta regularizer of Mahendran & Vedaldi's inversions with beta = 1) leave edges sharp.
+    """
 
     def score(acts: Activations) -> torch.Tensor:
         image = acts[INPUT].float()
-        dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean()
-        dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean()
+        dy = (image[..., 1:, :] - image[..., :-1, :]).abs().pow(power).mean()
+        dx = (image[..., :, 1:] - image[..., :, :-1]).abs().pow(power).mean()
         return -(dx + dy)
 
-    return Objective(score, [INPUT], "tv")
+    return Objective(score, [INPUT], "tv" if power == 2 else f"tv{power:g}")
+
+
+def temporal(carried: torch.Tensor, mask: torch.Tensor) -> Objective:
+    """Negated `mean(mask * (x - carried)^2)` (Ruder et al. 2016): stay where the flow put the last frame.
+
+    `carried` and `mask` are followed if updated in place (a captured stream step's static buffers).
+    """
+    carried, mask = carried.detach().float(), mask.detach().float()
+    return Objective(lambda acts: -(mask * (acts[INPUT].float() - carried).pow(2)).mean(), [INPUT], "temporal")
+
+
+def pixel_l2(center: float = 0.5) -> Objective:
+    """Mean squared distance of the pixels from mid-grey: subtracted, it lets what the rest does not need fade to grey."""
+    return Objective(lambda acts: (acts[INPUT].float() - center).pow(2).mean(), [INPUT], "l2(input)")

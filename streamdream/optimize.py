@@ -1,46 +1,46 @@
-"""The image optimizer shared by every mode: normalized gradient ascent on an objective.
+"""THE image optimizer: one loop under every mode (dream, style, the gradient tools; stills, frames, live).
 
-Each step rolls the image by a random shift (so tile seams and the network's stride grid never stay
-in one place), computes the objective's gradient tile by tile (so memory is bounded at any image
-size), undoes the roll, normalizes the gradient (globally, or per Laplacian-pyramid band), takes a
-step and clamps to the valid pixel range. Octaves run the same ascent from coarse to fine, carrying
-the dream residual up the pyramid. Devices, autocast and memory layout are decided here and only here;
-on CUDA a stream's repeated steps are replayed as captured graphs (`streamdream.cuda_graphs`).
+`optimize` takes an image, an objective (higher is better, `streamdream.objectives`) and a step rule,
+and as options an octave schedule, a warm start's residual and the fast path (captured CUDA graphs).
+Dream, style and the gradient tools are thin modes that build an objective and call it.
+
+The octave pyramid with its detail re-injection is written once, in `optimize`.
+
+The step rules are small frozen dataclasses (hashable: they are part of a captured graph's key):
+- `NormalizedAscent`, DeepDream's step, for objectives that should keep growing: the image is rolled
+  by a random shift (so tile seams and the network's stride grid never stay in one place), the
+  gradient is computed tile by tile (so memory is bounded at any image size), unrolled, normalized
+  (globally, or per Laplacian-pyramid band) and added; an optional light blur every few steps.
+- `Adam` and `LBFGS`, for objectives with an optimum (style, inversion): descent on the negated
+  objective over the whole image.
+Every step ends clamped to the valid pixel range. Devices, autocast and memory layout are decided here
+and only here; a rule's step is written over static buffers (`streamdream.cuda_graphs.static_step`), so
+on CUDA a stream's repeated steps are replayed as captured graphs by the same code that runs eagerly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, replace
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.functional as TF
 
 from .convert import upload
-from .cuda_graphs import Captured, GraphCache
+from .cuda_graphs import Captured, GraphCache, static_step
 from .models import Backbone
 from .objectives import Objective
 
 
 Progress = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class Ascent:
-    """How one octave is optimized."""
-
-    iterations: int = 10
-    step: float = 0.012
-    jitter: int = 32
-    tile: int = 512
-    lapnorm: bool = False
-    lapnorm_levels: int = 4
-
-    def with_(self, **changes) -> Ascent:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+Size = tuple[int, int]
+Targets = Mapping[str, torch.Tensor]
 
 
 def make_generator(seed: int | None) -> torch.Generator:
@@ -170,68 +170,172 @@ def laplacian_normalize(grad: torch.Tensor, levels: int = 4) -> torch.Tensor:
     return laplacian_merge([b / (b.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-8) for b in bands])
 
 
-def gradient_step(image: torch.Tensor, shift: torch.Tensor, model: Backbone, objective: Objective, ascent: Ascent) -> torch.Tensor:
+def gradient_step(image: torch.Tensor, shift: torch.Tensor, model: Backbone, objective: Objective, rule: NormalizedAscent) -> torch.Tensor:
     """One normalized gradient step on `image` seen through a jitter roll by `shift`; returns the new image.
 
     A pure function of tensors with no host synchronization, so the same code runs eagerly and as a
     captured CUDA graph.
     """
-    grad, _ = objective_gradient(model, objective, roll(image, shift), ascent.tile)
+    grad, _ = objective_gradient(model, objective, roll(image, shift), rule.tile)
     grad = roll(grad, -shift)
-    if ascent.lapnorm:
-        grad = laplacian_normalize(grad, ascent.lapnorm_levels)
+    if rule.lapnorm:
+        grad = laplacian_normalize(grad, rule.lapnorm_levels)
     grad = grad / (grad.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)
-    return (image + ascent.step * grad).clamp_(0.0, 1.0)
+    return (image + rule.step * grad).clamp_(0.0, 1.0)
 
 
-def ascend(
-    image: torch.Tensor,
-    model: Backbone,
-    objective: Objective,
-    ascent: Ascent,
-    generator: torch.Generator,
-    progress: Progress | None = None,
-    graphs: GraphCache | None = None,
-) -> torch.Tensor:
-    """`ascent.iterations` normalized gradient steps on `image` (B x 3 x H x W in [0, 1]).
+def descent_step(x: torch.Tensor, optimizer: torch.optim.Optimizer, objective: Objective, model: Backbone) -> None:
+    """One optimizer step on the leaf `x` against the negated objective, then the clamp to [0, 1].
 
-    With `graphs` (CUDA), sizes seen before run as replays of a captured step; everything else eagerly.
+    The closure form serves both Adam and L-BFGS (which re-evaluates the loss in its line search).
     """
-    shifts = upload(jitter_shifts(generator, ascent.jitter, ascent.iterations), image.device)
-    if graphs is not None and len(shifts):
-        replayed = _replayed_ascent(graphs, image, shifts, model, objective, ascent, progress)
-        if replayed is not None:
-            return replayed
-    for shift in shifts:
-        image = gradient_step(image, shift, model, objective, ascent)
-        if progress is not None:
-            progress(1)
-    return image
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(x.device):
+            loss = -objective(model(x, objective.layers))
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        x.clamp_(0.0, 1.0)
 
 
-def _replayed_ascent(
-    graphs: GraphCache, image: torch.Tensor, shifts: torch.Tensor, model: Backbone, objective: Objective, ascent: Ascent, progress: Progress | None
-) -> torch.Tensor | None:
-    """`ascend` as replays of one captured `gradient_step` per shift, or None when it should run eagerly."""
+@dataclass(frozen=True, eq=False)
+class Targeted:
+    """An objective built from named target tensors (a stream frame's content features, its carried image).
 
-    def build() -> Captured:
-        buffers = {"image": image.clone(), "shift": torch.zeros(2, dtype=torch.long, device=image.device)}
-        return Captured(lambda: buffers["image"].copy_(gradient_step(buffers["image"], buffers["shift"], model, objective, ascent)), buffers, image.device)
+    A captured step cannot close over one frame's tensors: it is built once over static copies of
+    `targets` (same names) and every later call copies its own in, so one graph serves every frame of
+    a size. `key` names what `build` makes, for the graph cache.
+    """
 
-    key = ("ascend", tuple(image.shape), image.dtype, image.device, id(model), id(objective), replace(ascent, iterations=0))
-    with graphs.use(key, build) as captured:
-        if captured is None:
-            return None
-        captured.buffers["image"].copy_(image)
-        for shift in shifts:
-            captured.buffers["shift"].copy_(shift)
-            captured.replay()
-            if progress is not None:
-                progress(1)
-        return captured.buffers["image"].clone()
+    build: Callable[[Targets], Objective]
+    targets: Targets
+    key: Hashable
 
 
-def octave_sizes(height: int, width: int, octaves: int, scale: float, min_side: int = 32) -> list[tuple[int, int]]:
+ObjectiveLike = Objective | Targeted | Callable[[Size], Objective]
+"""What `optimize` takes: an Objective, a `Targeted` one, or the Objective at an octave's (height, width)."""
+
+
+class StepRule(Protocol):
+    """How the image moves, step by step, at one octave."""
+
+    def run(
+        self, image: torch.Tensor, model: Backbone, objective: Targeted, steps: int, generator: torch.Generator | None, graphs: GraphCache | None, progress: Progress | None
+    ) -> torch.Tensor:
+        """`steps` steps on `image` (left as it was); the new image. With `graphs`, as a captured step
+        from a size's second use on (`static_step`)."""
+        ...
+
+
+def _key(rule: StepRule, image: torch.Tensor, model: Backbone, objective: Targeted) -> Hashable:
+    """What a captured step depends on: the rule, the image's shape and type, the model and the objective."""
+    return (rule, tuple(image.shape), image.dtype, image.device, id(model), objective.key)
+
+
+@dataclass(frozen=True)
+class NormalizedAscent:
+    """DeepDream's step: `x += step * g / mean|g|` on the jitter-rolled, tiled gradient (see `gradient_step`).
+
+    No defaults for the tunable numbers: the modes build their rules from `streamdream.settings`.
+
+    `blur_every` > 0 blurs the image (Gaussian, `blur_sigma` px) after every that many steps and at
+    the end of each octave: with Laplacian normalization it keeps an image grown from noise free of
+    the high-frequency patterns a class gradient prefers.
+    """
+
+    step: float
+    jitter: int
+    tile: int
+    lapnorm: bool = False
+    lapnorm_levels: int = 4
+    blur_every: int = 0  # 0: never
+    blur_sigma: float = 0.0
+
+    def run(self, image, model, objective, steps, generator, graphs, progress):  # typed in StepRule
+        shifts = upload(jitter_shifts(generator, self.jitter, steps), image.device)
+
+        def build(buffers: dict[str, torch.Tensor], capture: bool) -> Captured:
+            loss = objective.build(buffers)
+
+            def step() -> None:
+                buffers["image"].copy_(gradient_step(buffers["image"], buffers["shift"], model, loss, self))
+
+            return Captured(step, buffers, image.device, capture=capture)
+
+        with static_step(graphs, _key(self, image, model, objective), build, {**objective.targets, "image": image, "shift": shifts[0]}) as captured:
+            for done, shift in enumerate(shifts, 1):
+                captured.buffers["shift"].copy_(shift)
+                captured.replay()
+                if self.blur_every and (done % self.blur_every == 0 or done == steps):
+                    captured.buffers["image"].copy_(_blur(captured.buffers["image"], self.blur_sigma))
+                if progress is not None:
+                    progress(1)
+            return captured.buffers["image"].clone()
+
+
+def _blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    return TF.gaussian_blur(image, 2 * math.ceil(3 * sigma) + 1, sigma)
+
+
+class Descent(ABC):
+    """Descent on the negated objective with a torch optimizer (a fresh one per octave and call). The
+    loss sees the whole image, so it is for sizes that fit in memory."""
+
+    replayable = True  # whether the step may run as a captured graph
+
+    @abstractmethod
+    def optimizer(self, x: torch.Tensor, capture: bool) -> torch.optim.Optimizer:
+        """The optimizer of the leaf `x`; `capture`: it will be captured in a CUDA graph."""
+
+    def run(self, image, model, objective, steps, generator, graphs, progress):  # typed in StepRule
+        def build(buffers: dict[str, torch.Tensor], capture: bool) -> Captured:
+            x = buffers["x"].requires_grad_(True)
+            optimizer = self.optimizer(x, capture)
+            loss = objective.build(buffers)
+
+            def reset() -> None:  # a replayed step's state, zeroed: exactly a fresh Adam (L-BFGS never replays)
+                for state in optimizer.state.values():
+                    for value in state.values():
+                        value.zero_()
+
+            return Captured(lambda: descent_step(x, optimizer, loss, model), buffers, image.device, reset=reset, capture=capture)
+
+        graphs = graphs if self.replayable else None
+        with static_step(graphs, _key(self, image, model, objective), build, {**objective.targets, "x": image}) as captured:
+            for _ in range(steps):
+                captured.replay()
+                if progress is not None:
+                    progress(1)
+            return captured.buffers["x"].detach().clone()
+
+
+@dataclass(frozen=True)
+class Adam(Descent):
+    """Adam at learning rate `lr`, about how far a pixel moves per step."""
+
+    lr: float
+
+    def optimizer(self, x: torch.Tensor, capture: bool) -> torch.optim.Optimizer:
+        return torch.optim.Adam([x], lr=self.lr, capturable=capture and x.device.type == "cuda")
+
+
+@dataclass(frozen=True)
+class LBFGS(Descent):
+    """L-BFGS with a strong-Wolfe line search, one iteration per step: far fewer steps than Adam on
+    smooth losses (feature inversion). The line search reads the loss on the host, so it runs eagerly."""
+
+    history: int = 20
+    replayable = False
+
+    def optimizer(self, x: torch.Tensor, capture: bool) -> torch.optim.Optimizer:
+        return torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=self.history, line_search_fn="strong_wolfe")
+
+
+def octave_sizes(height: int, width: int, octaves: int, scale: float, min_side: int = 32) -> list[Size]:
     """Sizes of the octave pyramid, smallest first, ending at (height, width); none below `min_side`."""
     sizes = [(height, width)]
     for i in range(1, octaves):
@@ -242,6 +346,17 @@ def octave_sizes(height: int, width: int, octaves: int, scale: float, min_side: 
     return sizes[::-1]
 
 
+@dataclass(frozen=True)
+class Octaves:
+    """An octave schedule: up to `count` sizes, each `scale` times the one before, coarse to fine."""
+
+    count: int
+    scale: float
+
+    def sizes(self, height: int, width: int) -> list[Size]:
+        return octave_sizes(height, width, self.count, self.scale)
+
+
 def resize(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     if tuple(image.shape[-2:]) == tuple(size):
         return image
@@ -249,31 +364,38 @@ def resize(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(image, size=tuple(size), mode="bilinear", align_corners=False, antialias=shrinking)
 
 
-def dream_octaves(
-    base: torch.Tensor,
+def optimize(
+    image: torch.Tensor,
     model: Backbone,
-    objective: Objective,
-    ascent: Ascent,
+    objective: ObjectiveLike,
+    rule: StepRule,
     *,
-    octaves: int,
-    octave_scale: float,
-    generator: torch.Generator,
+    steps: int,
+    schedule: Octaves | None = None,
     residual: torch.Tensor | None = None,
-    progress: Progress | None = None,
+    generator: torch.Generator | None = None,
     graphs: GraphCache | None = None,
+    progress: Progress | None = None,
 ) -> torch.Tensor:
-    """Ascend over an octave pyramid of `base`, coarse to fine; returns the dreamed image at full size.
+    """Optimize `image` (B x 3 x H x W in [0, 1]) for `objective`: `steps` steps of `rule` per octave of
+    `schedule` (default: the image's size only), coarse to fine; returns the result at full size.
 
-    The dream lives in a residual over the (resized) base image: each octave starts from its own
-    resize of `base`, never from an upscaled blur of it, so the photo's detail stays sharp. A given
-    `residual` (a warm start, e.g. the previous video frame's dream carried along the flow) seeds the
-    pyramid; moving up an octave adds back the fine part of it that the coarser octave could not hold.
+    `objective`: an Objective; a `Targeted` one (the fast path of stream frames); or a function from
+    an octave's (height, width) to its Objective, when its targets depend on the size (style).
+    The change each octave makes lives in a detail image over the (resized) input: each octave starts
+    from its own resize of `image` plus the detail of the octave before, upsampled, never from an
+    upscaled blur of the result, so the picture's own fine detail stays sharp. `residual`, a warm
+    start (e.g. the previous video frame's dream carried along the flow), seeds the detail; moving up
+    an octave adds back the fine part of it that the coarser octave could not hold. `generator` draws
+    the jitter. With `graphs` (CUDA), sizes seen before run as replays of a captured step. `steps`
+    may be 0: the warm start alone.
     """
     detail: torch.Tensor | None = None
     carried_prev: torch.Tensor | None = None
-    image = base
-    for size in octave_sizes(*base.shape[-2:], octaves, octave_scale):
-        start = resize(base, size)
+    result = image
+    sizes = schedule.sizes(*image.shape[-2:]) if schedule is not None else [tuple(image.shape[-2:])]
+    for size in sizes:
+        start = resize(image, size)
         carried = resize(residual, size) if residual is not None else None
         if detail is None:
             detail = carried
@@ -281,96 +403,16 @@ def dream_octaves(
             detail = resize(detail, size)
             if carried is not None:
                 detail = detail + carried - resize(carried_prev, size)
-        image = start if detail is None else (start + detail).clamp(0.0, 1.0)
-        image = ascend(image, model, objective, ascent, generator, progress, graphs)
-        detail, carried_prev = image - start, carried
-    return image
+        result = start if detail is None else (start + detail).clamp(0.0, 1.0)
+        if steps > 0:
+            result = rule.run(result, model, _targeted(objective, size), steps, generator, graphs, progress)
+        detail, carried_prev = result - start, carried
+    return result
 
 
-LossFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-def descent_step(x: torch.Tensor, optimizer: torch.optim.Optimizer, loss_fn: LossFn) -> None:
-    """One optimizer step on the leaf `x` against `loss_fn(x)`, then the clamp to [0, 1].
-
-    The closure form serves both Adam and L-BFGS (which re-evaluates the loss in its line search).
-    """
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(x.device):
-            loss = loss_fn(x)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    with torch.no_grad():
-        x.clamp_(0.0, 1.0)
-
-
-def minimize(
-    image: torch.Tensor,
-    loss_fn: LossFn,
-    *,
-    steps: int,
-    lr: float = 0.02,
-    method: str = "adam",
-    progress: Progress | None = None,
-) -> torch.Tensor:
-    """Descend `loss_fn(image)` with Adam or L-BFGS, keeping pixels in [0, 1]; returns the new image.
-
-    This is the second optimizer of the project (losses that should reach a minimum: style, feature
-    inversion), beside `ascend` (objectives that should keep growing: dreams). The loss sees the whole
-    image, so it is for sizes that fit in memory; autocast follows the device as in `ascend`.
-    """
-    x = image.detach().clone().requires_grad_(True)
-    if method == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam([x], lr=lr)
-    elif method == "lbfgs":
-        optimizer = torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
-    else:
-        raise ValueError(f"unknown method {method!r}; use adam or lbfgs")
-    for _ in range(steps):
-        descent_step(x, optimizer, loss_fn)
-        if progress is not None:
-            progress(1)
-    return x.detach()
-
-
-def replayed_minimize(
-    graphs: GraphCache,
-    key: Hashable,
-    image: torch.Tensor,
-    targets: dict[str, torch.Tensor],
-    make_loss: Callable[[dict[str, torch.Tensor]], LossFn],
-    *,
-    steps: int,
-    lr: float,
-) -> torch.Tensor | None:
-    """`minimize` with Adam as replays of one captured `descent_step`, or None when it should run eagerly.
-
-    A captured loss cannot close over one frame's tensors, so it is built once by `make_loss` from
-    static copies of `targets` (same names), and each call copies its own `targets` into them. The
-    Adam state is zeroed for every call, which is exactly a fresh optimizer. `key` names the loss and
-    size for the cache (the learning rate is added here).
-    """
-
-    def build() -> Captured:
-        buffers = {name: t.detach().clone() for name, t in targets.items()}
-        x = image.detach().clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([x], lr=lr, capturable=image.device.type == "cuda")
-        loss_fn = make_loss(buffers)
-        return Captured(lambda: descent_step(x, optimizer, loss_fn), {**buffers, "x": x}, image.device, state=optimizer)
-
-    with graphs.use((key, lr), build) as captured:
-        if captured is None:
-            return None
-        with torch.no_grad():
-            for name, target in {**targets, "x": image}.items():
-                captured.buffers[name].copy_(target)
-            for state in captured.state.state.values():
-                for value in state.values():
-                    value.zero_()
-        for _ in range(steps):
-            captured.replay()
-        return captured.buffers["x"].detach().clone()
+def _targeted(objective: ObjectiveLike, size: Size) -> Targeted:
+    if isinstance(objective, Targeted):
+        return objective
+    if not isinstance(objective, Objective):
+        objective = objective(size)
+    return Targeted(lambda _: objective, {}, id(objective))

@@ -6,24 +6,29 @@ and frame t-1 is encoded. Two shapes of stream:
 
 * files (`run_file`): every frame is processed, in order; back-pressure through the bounded queues
   keeps memory flat however long the video is;
-* live sources (`LiveStream`): the newest frame wins. A camera never waits for the dreamer; a frame
-  that arrives while another is still waiting is dropped (and counted), so latency stays bounded.
+* live sources (`LiveStream`, one session on a `streamdream.engine.LiveEngine`): the newest frame
+  wins. A camera never waits for the dreamer; a frame that arrives while another is still waiting
+  is dropped (and counted), so latency stays bounded.
+
+The pipeline moves frames and decides nothing: the session decides warm start against fresh start
+and computes the flow (`StreamSession.prepare`, on the reader thread for files), and runs the mode
+(`StreamSession.process`).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .engine import LiveEngine, LiveResult, LiveSession
 from .io.video import Frame
 from .session import StreamSession
-from .temporal import FlowEstimator, frame_flows
+
+__all__ = ["LiveResult", "LiveStream", "run_file"]
 
 _DONE = object()
 
@@ -56,13 +61,11 @@ def run_file(
 ) -> int:
     """Process every frame of a file source in order; returns the number of frames written.
 
-    A reader thread decodes and computes each frame pair's flow (with its own DIS instance), the
-    calling thread runs the session, a writer thread encodes. If the caller is interrupted (Ctrl-C)
+    A reader thread decodes and prepares each frame (the session's start decision and flow), the
+    calling thread processes it, a writer thread encodes. If the caller is interrupted (Ctrl-C)
     or a stage fails, the frames already processed are still written before the error propagates,
     so a partial output holds everything that was done.
     """
-    settings = session.settings
-    estimator = FlowEstimator(settings.flow_preset, settings.flow_scale)
     inbox: queue.Queue = queue.Queue(depth)
     outbox: queue.Queue = queue.Queue(depth)
     stop = threading.Event()
@@ -70,13 +73,10 @@ def run_file(
     writer_error: list[BaseException] = []
 
     def read() -> None:
-        previous = None
         try:
             for frame in frames:
-                flows = frame_flows(estimator, previous, frame.image, check=settings.check) if session.wants_flow(previous, frame.image) else None
-                if not _put(inbox, (frame, flows), stop):
+                if not _put(inbox, (frame, session.prepare(frame.image)), stop):
                     return
-                previous = frame.image
             _put(inbox, _DONE, stop)
         except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
             _put(inbox, _Failure(error), stop)
@@ -103,8 +103,8 @@ def run_file(
                 break
             if isinstance(item, _Failure):
                 raise item.error
-            frame, flows = item
-            result = session.process(frame.image, flows)
+            frame, prepared = item
+            result = session.process(prepared)
             if not _put(outbox, (result, frame), stop):
                 break
             processed += 1
@@ -125,64 +125,53 @@ def run_file(
     return written
 
 
-@dataclass(frozen=True)
-class LiveResult:
-    image: np.ndarray
-    latency_ms: float  # from `submit` of its input frame to the result being ready
-    index: int  # position among the results produced
-
-
 class LiveStream:
-    """Newest-frame-wins processing of a live source on a background thread.
+    """One live source as a context manager: a single-session view on a `LiveEngine`.
 
-    `submit` hands in a camera frame and never blocks; results go to `on_result` (on the worker
-    thread) and to `latest`. `dropped` counts frames replaced before they could be processed.
+    `submit` hands in a camera frame and never blocks; results go to `on_result` (on the engine's
+    thread) and to `latest`. `dropped` counts frames replaced before they could be processed. On
+    exit the last frame submitted is processed, the stream closes, and an error raised while
+    processing is raised here. Without an `engine` the stream gets an engine of its own.
     """
 
-    def __init__(self, session: StreamSession, on_result: Callable[[LiveResult], None] | None = None) -> None:
+    def __init__(self, session: StreamSession, on_result: Callable[[LiveResult], None] | None = None, *,
+                 engine: LiveEngine | None = None) -> None:
         self.session = session
         self.on_result = on_result
-        self.latest: LiveResult | None = None
-        self.dropped = 0
-        self.processed = 0
-        self._pending: tuple[np.ndarray, float] | None = None
-        self._ready = threading.Condition()
-        self._stopping = False
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="streamdream-live", daemon=True)
+        self.engine = engine
+        self.live: LiveSession | None = None
+        self._own_engine = engine is None
 
     def __enter__(self) -> LiveStream:
-        self._thread.start()
+        if self.engine is None:
+            self.engine = LiveEngine()
+        self.live = self.engine.attach(self.session, on_result=self.on_result)
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        with self._ready:
-            self._stopping = True
-            self._ready.notify()
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-    def submit(self, image: np.ndarray) -> None:
-        with self._ready:
-            if self._pending is not None:
-                self.dropped += 1
-            self._pending = (image, time.perf_counter())
-            self._ready.notify()
-
-    def _run(self) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         try:
-            while True:
-                with self._ready:
-                    self._ready.wait_for(lambda: self._pending is not None or self._stopping)
-                    if self._pending is None:
-                        return
-                    image, submitted = self._pending
-                    self._pending = None
-                result = self.session.process(image)
-                self.latest = LiveResult(result, 1000 * (time.perf_counter() - submitted), self.processed)
-                self.processed += 1
-                if self.on_result is not None:
-                    self.on_result(self.latest)
-        except BaseException as error:  # noqa: BLE001 - re-raised by __exit__ on the caller's thread
-            self._error = error
+            self.live.close(drain=exc_type is None)
+        finally:
+            if self._own_engine:
+                self.engine.close()
+        if self.live.error is not None and exc_type is None:
+            raise self.live.error
+
+    def submit(self, image: np.ndarray) -> int:
+        return self.live.submit(image)
+
+    def wait(self, frame: int | None = None, timeout: float | None = None) -> LiveResult:
+        """The result of frame number `frame` (default: the last submitted) or of a newer one."""
+        return self.live.wait(frame, timeout)
+
+    @property
+    def latest(self) -> LiveResult | None:
+        return self.live.latest if self.live else None
+
+    @property
+    def dropped(self) -> int:
+        return self.live.dropped if self.live else 0
+
+    @property
+    def processed(self) -> int:
+        return self.live.processed if self.live else 0

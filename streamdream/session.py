@@ -5,69 +5,26 @@ every frame with `independent=True`) starts fresh: the mode's full still treatme
 presets the cheap per-frame settings with nothing carried. Every later frame is warm-started: the
 previous result is carried along the backward optical flow, kept only where the forward-backward
 check trusts the flow, and the mode then spends a few cheap iterations on it. Which tensor is
-carried (a dream residual, a stylized frame) is the mode's business; this module only owns state.
+carried (a dream residual, a stylized frame) is the mode's business; this module owns the state
+and is the one place that decides warm start against fresh start, with the stream's one flow
+estimator. Pipelines and engines only move frames between `prepare` and `process`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import torch
 
 from .convert import to_rgb, to_tensor
-from .errors import StreamdreamError
 from .optimize import make_generator
+from .settings import PRESETS, TemporalSettings, preset  # defined once there; importable from here too
 from .temporal import FlowEstimator, FramePairFlows, Motion, frame_flows, motion_from_flows, no_motion
 
-
-@dataclass(frozen=True)
-class TemporalSettings:
-    """How frames after the first are made (defaults chosen by `benchmarks/temporal.py`)."""
-
-    carry: float = 0.9  # share of the previous result carried over; < 1 lets a long clip settle instead of burning in
-    frame_iterations: int = 3
-    frame_octaves: int = 2
-    flow: str = "dis"  # "dis" (OpenCV DIS optical flow) or "none" (carry in place)
-    flow_preset: str = "fast"
-    flow_scale: float = 0.5  # flow is computed at this fraction of the frame size
-    check: bool = True  # forward-backward consistency mask (Ruder et al. 2016)
-    independent: bool = False  # every frame from scratch with the still settings: the flicker baseline
-    scene_cut: float = 0.3  # below this share of trusted flow pixels the carry is dropped (a cut)
-    fresh_start: str = "still"  # first frames and cuts: "still" (full still quality) or "frame" (frame settings, nothing carried)
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.carry <= 1.0:
-            raise StreamdreamError(f"carry must be between 0 and 1, got {self.carry}")
-        if self.frame_iterations < 0 or self.frame_octaves < 1:
-            raise StreamdreamError("frame iterations must be >= 0 and frame octaves >= 1")
-        if self.flow not in ("dis", "none"):
-            raise StreamdreamError(f"unknown flow method {self.flow!r}; use dis or none")
-        if self.fresh_start not in ("still", "frame"):
-            raise StreamdreamError(f"fresh_start must be still or frame, got {self.fresh_start!r}")
-        if not 0.0 < self.flow_scale <= 1.0:
-            raise StreamdreamError(f"flow scale must be in (0, 1], got {self.flow_scale}")
-
-    def with_(self, **changes) -> TemporalSettings:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-
-PRESETS: dict[str, TemporalSettings] = {
-    # Live on a CPU: one cheap step per frame, coarse fast flow, and no multi-second still dream on
-    # the first frame or after a cut (the picture would freeze); the dream builds up over frames.
-    "fast": TemporalSettings(frame_iterations=1, frame_octaves=1, flow_preset="ultrafast", flow_scale=0.5, fresh_start="frame"),
-    "balanced": TemporalSettings(),
-    "quality": TemporalSettings(frame_iterations=5, frame_octaves=3, flow_preset="medium", flow_scale=1.0),
-}
-
-
-def preset(name: str) -> TemporalSettings:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise StreamdreamError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}") from None
+__all__ = ["PRESETS", "FrameMode", "FrameTimings", "PreparedFrame", "StreamSession", "TemporalSettings", "preset"]
 
 
 class FrameMode(Protocol):
@@ -97,12 +54,38 @@ class FrameTimings:
     io_ms: float = 0.0
 
 
-class StreamSession:
-    """One stream's warm state. Feed frames in order with `process`; `reset` forgets the past.
+@dataclass(frozen=True)
+class PreparedFrame:
+    """A frame with its start decided: `StreamSession.prepare`'s answer, for `StreamSession.process`.
 
-    `settings` may be replaced between frames (a UI slider, a preset switch) without losing the
-    warm state. A frame whose flow is trusted on less than `settings.scene_cut` of its pixels is a
-    cut (or a flash, or a jump): it is processed afresh, like a first frame, and counted in `cuts`.
+    `after` is the serial of the frame it is carried from (None: it starts afresh); `flows` are the
+    CPU optical flows from that frame (None with `flow="none"`: carry in place).
+    """
+
+    rgb: np.ndarray
+    serial: int
+    settings: TemporalSettings
+    after: int | None = None
+    flows: FramePairFlows | None = None
+    flow_ms: float = 0.0
+
+
+class StreamSession:
+    """One stream's warm state and its one flow estimator. Feed frames in order; `reset` forgets the past.
+
+    Each frame goes through two steps, which may run on two threads (one thread each at a time):
+
+    * `prepare(rgb)` decides how the frame starts, warm or fresh, and computes the optical flow
+      from the frame prepared before it, on the CPU. It needs only the input frames, so a file
+      reader can run it ahead of the optimizer (`streamdream.pipeline.run_file`).
+    * `process(prepared)` makes the flow's certainty mask on the working device (where the carry
+      uses it), drops the carry if the mask says the frame is a cut, runs the mode and keeps the
+      result to carry into the next frame.
+
+    `process(rgb)` does both. `settings` may be replaced between frames (a UI slider, a preset
+    switch) without losing the warm state. A frame whose flow is trusted on less than
+    `settings.scene_cut` of its pixels is a cut (or a flash, or a jump): it is processed afresh,
+    like a first frame, and counted in `cuts`.
     """
 
     def __init__(self, mode: FrameMode, settings: TemporalSettings | None = None, *, seed: int | None = 0) -> None:
@@ -111,7 +94,10 @@ class StreamSession:
         self.frames = 0
         self.cuts = 0
         self.timings = FrameTimings()
-        self._previous: tuple[np.ndarray, torch.Tensor, torch.Tensor] | None = None
+        self.flow: FlowEstimator | None = None
+        self._serial = 0  # frames prepared so far
+        self._last_input: tuple[int, np.ndarray] | None = None  # the last prepared frame (prepare's side)
+        self._previous: tuple[int, torch.Tensor, torch.Tensor] | None = None  # serial, input, output (process's side)
         self.settings = settings or TemporalSettings()
 
     @property
@@ -121,63 +107,66 @@ class StreamSession:
     @settings.setter
     def settings(self, settings: TemporalSettings) -> None:
         self._settings = settings
-        self.flow = FlowEstimator(settings.flow_preset, settings.flow_scale)
+        if self.flow is None or (self.flow.preset, self.flow.scale) != (settings.flow_preset, settings.flow_scale):
+            self.flow = FlowEstimator(settings.flow_preset, settings.flow_scale)
 
     def reset(self) -> None:
+        """The next frame starts afresh, like a first frame."""
+        self._last_input = None
         self._previous = None
 
-    def _carries_from(self, previous: np.ndarray | None, current: np.ndarray) -> bool:
-        """Whether `current` can be warm-started from the input frame before it."""
-        return previous is not None and previous.shape == current.shape and not self.settings.independent
-
-    def wants_flow(self, previous: np.ndarray | None, current: np.ndarray) -> bool:
-        """Whether this frame will be warm-started along an optical flow from `previous`."""
-        return self._carries_from(previous, current) and self.settings.flow == "dis"
-
-    def process(self, rgb: np.ndarray, flows: FramePairFlows | None = None) -> np.ndarray:
-        """The next frame's result, H x W x 3 uint8 in and out.
-
-        `flows` between the previous and this input frame may be computed ahead on another thread
-        (see `streamdream.pipeline`); otherwise they are computed here when needed.
-        """
+    def prepare(self, rgb: np.ndarray) -> PreparedFrame:
+        """Decide how `rgb` (the frame after the last one prepared) starts; compute its flow if it is carried."""
+        settings, flow = self.settings, self.flow
+        serial, last = self._serial, self._last_input
+        self._serial += 1
+        self._last_input = (serial, rgb)
+        if last is None or last[1].shape != rgb.shape or settings.independent:
+            return PreparedFrame(rgb, serial, settings)
+        if settings.flow == "none":
+            return PreparedFrame(rgb, serial, settings, after=last[0])
         started = time.perf_counter()
-        image = to_tensor(rgb, self.mode.device)
+        flows = frame_flows(flow, last[1], rgb, check=settings.check)
+        return PreparedFrame(rgb, serial, settings, after=last[0], flows=flows, flow_ms=1000 * (time.perf_counter() - started))
+
+    def process(self, frame: np.ndarray | PreparedFrame) -> np.ndarray:
+        """The frame's result, H x W x 3 uint8 in and out; `frame` prepared with `prepare`, or raw."""
+        prepared = frame if isinstance(frame, PreparedFrame) else self.prepare(frame)
+        started = time.perf_counter()
+        rgb, settings, device = prepared.rgb, prepared.settings, self.mode.device
+        image = to_tensor(rgb, device)
         converted = time.perf_counter()
-        motion = self._motion(rgb, flows)
-        flowed = time.perf_counter()
+        previous = self._previous
+        motion = self._motion(prepared) if previous is not None and previous[0] == prepared.after else None
+        masked = time.perf_counter()
         if motion is not None:
-            _, previous_input, previous_output = self._previous
-            out = self.mode.next_frame(image, previous_input, previous_output, motion, self.settings, self.generator)
-        elif self.settings.fresh_start == "frame":  # per-frame settings with nothing carried
-            nothing = no_motion(*rgb.shape[:2], self.mode.device, trusted=False)
-            out = self.mode.next_frame(image, image, image, nothing, self.settings, self.generator)
+            out = self.mode.next_frame(image, previous[1], previous[2], motion, settings, self.generator)
+        elif settings.fresh_start == "frame":  # per-frame settings with nothing carried
+            nothing = no_motion(*rgb.shape[:2], device, trusted=False)
+            out = self.mode.next_frame(image, image, image, nothing, settings, self.generator)
         else:
             out = self.mode.first_frame(image, self.generator)
         if out.device.type == "cuda":
             torch.cuda.synchronize(out.device)
         optimized = time.perf_counter()
         result = to_rgb(out)
-        self._previous = (rgb, image, out)
+        self._previous = (prepared.serial, image, out)
         self.frames += 1
         finished = time.perf_counter()
         self.timings = FrameTimings(
-            flow_ms=1000 * (flowed - converted),
-            optimize_ms=1000 * (optimized - flowed),
+            flow_ms=prepared.flow_ms + 1000 * (masked - converted),
+            optimize_ms=1000 * (optimized - masked),
             io_ms=1000 * (converted - started + finished - optimized),
         )
         return result
 
-    def _motion(self, rgb: np.ndarray, flows: FramePairFlows | None) -> Motion | None:
-        """The motion to warm-start from, or None when this frame starts afresh."""
-        previous = self._previous
-        if previous is None or not self._carries_from(previous[0], rgb):
-            return None
-        if self.settings.flow == "none":
-            return no_motion(*rgb.shape[:2], self.mode.device)
-        if flows is None:
-            flows = frame_flows(self.flow, previous[0], rgb, check=self.settings.check)
-        motion = motion_from_flows(flows, self.mode.device)
-        if float(motion.mask.mean()) < self.settings.scene_cut:
+    def _motion(self, prepared: PreparedFrame) -> Motion | None:
+        """The motion to carry the previous result along, or None when the frame is a cut (counted)."""
+        height, width = prepared.rgb.shape[:2]
+        if prepared.flows is None:
+            return no_motion(height, width, self.mode.device)
+        motion = motion_from_flows(prepared.flows, self.mode.device)
+        if float(motion.mask.mean()) < prepared.settings.scene_cut:
             self.cuts += 1
             return None
         return motion

@@ -27,21 +27,17 @@ from torch import nn
 from .convert import to_rgb, to_tensor
 from .cuda_graphs import GraphCache
 from .errors import StreamdreamError
-from .io.images import from_rgb_like, load_image, to_picture
-from .models import DEFAULT_MODEL, INPUT, Backbone, create_model, resolve_device
-from .objectives import Objective, content, gram_matrix, style, total_variation
-from .optimize import LossFn, Progress, make_generator, minimize, octave_sizes, replayed_minimize, resize
-from .session import TemporalSettings
-from .temporal import Motion
+from .io.images import from_rgb_like, load_image, resize_max_side, to_picture
+from .models import DEFAULT_MODEL, Backbone, create_model, resolve_device
+from .modes import WarmStartMode
+from .objectives import Objective, content, gram_matrix, style, temporal, total_variation
+from .optimize import LBFGS, Adam, Octaves, Progress, Targeted, Targets, make_generator, optimize, resize
+from .settings import StyleSettings, TemporalSettings
 
 Picture = np.ndarray | Image.Image
 Source = Picture | str | os.PathLike
 """A picture, or the path of an image file."""
 
-FRAME_STEPS_PER_ITERATION = 8
-"""Optimizer steps per `TemporalSettings.frame_iterations` for stream frames. A dream iteration is a
-large normalized step; an Adam step moves each pixel by about `lr`, so style needs more of them to
-repaint what the flow could not carry (disoccluded edges). 3 iterations -> 24 steps per frame."""
 
 MIN_STYLE_SIDE = 32
 GRAM_CACHE_SIZES = 8
@@ -96,12 +92,6 @@ def average_pooling(model: Backbone) -> Backbone:
     return clone
 
 
-def temporal(carried: torch.Tensor, mask: torch.Tensor) -> Objective:
-    """Negated `mean(mask * (x - carried)^2)` (Ruder et al. 2016): stay where the flow put the last frame."""
-    carried, mask = carried.detach().float(), mask.detach().float()
-    return Objective(lambda acts: -(mask * (acts[INPUT].float() - carried).pow(2)).mean(), [INPUT], "temporal")
-
-
 def _picture_rgb(source: Source) -> np.ndarray:
     if isinstance(source, (str, os.PathLike)):
         return load_image(source).rgb
@@ -119,26 +109,16 @@ def _normalized(values: Sequence[float], what: str, count: int) -> list[float]:
     return [v / total for v in values]
 
 
-def _fit_side(image: torch.Tensor, side: int) -> torch.Tensor:
-    """Resize so the longer side is `side` pixels, keeping the aspect ratio."""
-    height, width = image.shape[-2:]
-    scale = side / max(height, width)
-    return resize(image, (max(1, round(height * scale)), max(1, round(width * scale))))
-
-
-class Stylizer:
+class Stylizer(WarmStartMode):
     """A reusable neural style transfer: model + style targets + loss weights + optimizer settings.
 
-    Options (all keyword; defaults tuned for the embedded EfficientNet-Lite0, see `streamdream style --help`):
+    Options (all keyword):
       styles              one or more paintings (arrays, PIL images or file paths); may be empty with style_weight=0
       style_weights       blend of several styles (normalized to sum 1); their Gram matrices are mixed
       content_layers, content_layer_weights, style_layers, style_layer_weights: default the model's
-      layer_weight_exp    style layer i gets weight exp**i: > 1 favours coarse, < 1 fine texture
-      content_weight, style_weight, tv_weight, temporal_weight: loss weights (each loss is relative, ~1 at the start)
-      style_scale         the style is seen at this multiple of the content's size (bigger strokes above 1)
-      optimizer, iterations, lr, octaves, octave_scale: the optimization (iterations per octave)
-      preserve_colors     keep the content's colours, take only the luminance of the result
-      pooling             "avg" replaces max pooling (VGG) by average pooling; "max" keeps the network as is
+      **options           the fields of `settings.StyleSettings`: loss weights, style scale, optimizer,
+                          iterations, lr, octaves, frame_steps, preserve_colors, pooling (defaults tuned
+                          for the embedded EfficientNet-Lite0, with their ranges, are written there)
       cuda_graphs         on CUDA, replay a stream's Adam step as a captured graph from the second frame of a
                           size on (`streamdream.cuda_graphs`); False runs every step eagerly
     """
@@ -153,59 +133,33 @@ class Stylizer:
         content_layer_weights: Sequence[float] | None = None,
         style_layers: Sequence[str] | None = None,
         style_layer_weights: Sequence[float] | None = None,
-        layer_weight_exp: float = 1.0,
-        content_weight: float = 1.0,
-        style_weight: float = 10.0,
-        tv_weight: float = 5.0,
-        temporal_weight: float = 200.0,
-        style_scale: float = 1.0,
-        optimizer: str = "adam",
-        iterations: int = 60,
-        lr: float = 0.02,
-        octaves: int = 3,
-        octave_scale: float = 2.0,
-        preserve_colors: bool = False,
-        pooling: str = "avg",
         device: str | torch.device = "auto",
         weights: str | None = None,
         cuda_graphs: bool = True,
+        **options,
     ) -> None:
-        self._check_settings(locals())
+        settings = StyleSettings().with_(**options)  # unknown names raise TypeError, values out of range a StreamdreamError
+        if settings.content_weight == settings.style_weight == 0:
+            raise StreamdreamError("content and style weight are both 0: there is nothing to optimize")
         self.device = resolve_device(device)
         backbone = model if isinstance(model, Backbone) else create_model(model, weights=weights, device=self.device)
-        self.model = average_pooling(backbone) if pooling == "avg" else backbone
+        self.model = average_pooling(backbone) if settings.pooling == "avg" else backbone
         styles = [styles] if isinstance(styles, (np.ndarray, Image.Image, str, os.PathLike)) else list(styles)
-        if style_weight > 0 and not styles:
+        if settings.style_weight > 0 and not styles:
             raise StreamdreamError("give at least one style image (or set the style weight to 0 for content reconstruction)")
-        self.styles = [to_tensor(_picture_rgb(s), self.device) for s in styles]
+        self.styles = [_picture_rgb(s) for s in styles]
         self.style_weights = _normalized(style_weights or [1.0] * len(styles), "style weights", len(styles)) if styles else []
         self.content_layers = self._layers(content_layers, self.model.defaults.content, content_layer_weights, 1.0, "content layers")
-        self.style_layers = self._layers(style_layers, self.model.defaults.style, style_layer_weights, layer_weight_exp, "style layers")
-        self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
-        self.temporal_weight = temporal_weight
-        self.style_scale = style_scale
-        self.optimizer, self.iterations, self.lr = optimizer, iterations, lr
-        self.octaves, self.octave_scale = octaves, octave_scale
-        self.preserve_colors = preserve_colors
+        self.style_layers = self._layers(style_layers, self.model.defaults.style, style_layer_weights, settings.layer_weight_exp, "style layers")
+        self.content_weight, self.style_weight, self.tv_weight = settings.content_weight, settings.style_weight, settings.tv_weight
+        self.temporal_weight = settings.temporal_weight
+        self.style_scale = settings.style_scale
+        self.rule = Adam(settings.lr) if settings.optimizer == "adam" else LBFGS()
+        self.iterations, self.frame_steps = settings.iterations, settings.frame_steps
+        self.octaves, self.octave_scale = settings.octaves, settings.octave_scale
+        self.preserve_colors = settings.preserve_colors
         self.graphs = GraphCache() if cuda_graphs and self.device.type == "cuda" else None
         self._grams: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
-
-    @staticmethod
-    def _check_settings(options: Mapping[str, object]) -> None:
-        for name in ("iterations", "octaves", "octave_scale", "style_scale", "lr", "layer_weight_exp"):
-            if options[name] <= 0:
-                raise StreamdreamError(f"{name.replace('_', ' ')} must be positive, got {options[name]}")
-        for name in ("content_weight", "style_weight", "tv_weight", "temporal_weight"):
-            if options[name] < 0:
-                raise StreamdreamError(f"{name.replace('_', ' ')} must not be negative, got {options[name]}")
-        if options["content_weight"] == options["style_weight"] == 0:
-            raise StreamdreamError("content and style weight are both 0: there is nothing to optimize")
-        if options["optimizer"] not in ("adam", "lbfgs"):
-            raise StreamdreamError(f"unknown optimizer {options['optimizer']!r}; use adam or lbfgs")
-        if options["pooling"] not in ("avg", "max"):
-            raise StreamdreamError(f"unknown pooling {options['pooling']!r}; use avg or max")
-        if options["octaves"] > 1 and options["octave_scale"] <= 1:
-            raise StreamdreamError(f"octave scale must be greater than 1, got {options['octave_scale']}")
 
     def _layers(
         self, layers: Sequence[str] | None, default: Sequence[str], weights: Sequence[float] | None, exp: float, what: str
@@ -228,7 +182,7 @@ class Stylizer:
             blended: dict[str, torch.Tensor] = {}
             with torch.no_grad():
                 for picture, weight in zip(self.styles, self.style_weights):
-                    acts = self.model(_fit_side(picture, side), self.style_layers)
+                    acts = self.model(to_tensor(resize_max_side(picture, side), self.device), self.style_layers)
                     for layer in self.style_layers:
                         blended[layer] = blended.get(layer, 0.0) + weight * gram_matrix(acts[layer])
             self._grams[size] = blended
@@ -269,15 +223,9 @@ class Stylizer:
 
     # --- optimization -------------------------------------------------------------------------------
 
-    def _minimize(self, start: torch.Tensor, objective: Objective, steps: int, progress: Progress | None) -> torch.Tensor:
-        return minimize(start, self._loss(objective), steps=steps, lr=self.lr, method=self.optimizer, progress=progress)
-
-    def _loss(self, objective: Objective) -> LossFn:
-        return lambda x: -objective(self.model(x, objective.layers))
-
     def steps(self, height: int, width: int) -> int:
         """How many optimizer steps a still of this size takes (for progress bars)."""
-        return len(octave_sizes(height, width, self.octaves, self.octave_scale)) * self.iterations
+        return len(Octaves(self.octaves, self.octave_scale).sizes(height, width)) * self.iterations
 
     def stylize_tensor(
         self, image: torch.Tensor, *, start: torch.Tensor | None = None, progress: Progress | None = None
@@ -285,16 +233,19 @@ class Stylizer:
         """Stylize a 1 x 3 x H x W tensor in [0, 1] coarse to fine, from `start` (default: the image).
 
         Each octave begins from its own resize of `start` plus the change the coarser octave made,
-        upsampled: the strokes carry up the pyramid while the start's fine detail stays sharp.
+        upsampled: the strokes carry up the pyramid while the start's fine detail stays sharp. The
+        objective is the image's at each octave's size.
         """
         image = image.to(self.device)
-        start = image if start is None else start.to(self.device)
-        result = previous_base = None
-        for size in octave_sizes(*image.shape[-2:], self.octaves, self.octave_scale):
-            base = resize(start, size)
-            octave_start = base if result is None else (base + resize(result - previous_base, size)).clamp(0.0, 1.0)
-            result = self._minimize(octave_start, self.objective(resize(image, size)), self.iterations, progress)
-            previous_base = base
+        result = optimize(
+            image if start is None else start.to(self.device),
+            self.model,
+            lambda size: self.objective(resize(image, size)),
+            self.rule,
+            steps=self.iterations,
+            schedule=Octaves(self.octaves, self.octave_scale),
+            progress=progress,
+        )
         return keep_colors(result, image) if self.preserve_colors else result
 
     def start_image(self, init: str | Source, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor | None:
@@ -323,35 +274,26 @@ class Stylizer:
         """A stream's first frame gets the full still treatment."""
         return self.stylize_tensor(image)
 
-    def next_frame(
-        self,
-        image: torch.Tensor,
-        previous_input: torch.Tensor,
-        previous_output: torch.Tensor,
-        motion: Motion,
-        settings: TemporalSettings,
-        generator: torch.Generator,
-    ) -> torch.Tensor:
-        """Warm start: the previous result carried along the flow where it is trusted (blended in by
-        `settings.carry`, so a long clip can settle), the new frame elsewhere; then
-        `settings.frame_iterations * FRAME_STEPS_PER_ITERATION` steps at full size only (no octaves:
-        a pyramid would blur the carried strokes), the temporal loss holding trusted pixels in place."""
-        carried = motion.carry(previous_output)
-        mask = motion.mask * settings.carry
-        start = torch.lerp(image, carried, mask)
-        steps = settings.frame_iterations * FRAME_STEPS_PER_ITERATION
-        targets = {"carried": carried, "mask": mask, **{f"content:{layer}": f for layer, f in self.content_features(image).items()}}
-        result = None
-        if self.graphs is not None and self.optimizer == "adam" and steps > 0:
-            key = ("style-frame", tuple(image.shape), image.dtype, image.device)
-            make_loss = lambda buffers: self._loss(self._frame_objective(image, buffers))  # noqa: E731
-            result = replayed_minimize(self.graphs, key, start, targets, make_loss, steps=steps, lr=self.lr)
-        if result is None:
-            result = self._minimize(start, self._frame_objective(image, targets), steps, None)
+    def carried(self, previous_input: torch.Tensor, previous_output: torch.Tensor) -> torch.Tensor:
+        """The styled frame itself: its strokes are what must not boil."""
+        return previous_output
+
+    def warm_frame(self, image: torch.Tensor, carried: torch.Tensor, trust: torch.Tensor, settings: TemporalSettings, generator: torch.Generator) -> torch.Tensor:
+        """The carried result where it is trusted (blended in by `trust`), the new frame elsewhere; then
+        `settings.frame_iterations * self.frame_steps` steps at full size only (no octaves:
+        a pyramid would blur the carried strokes), the temporal loss holding trusted pixels in place.
+
+        The objective reads this frame's targets by name (see `_frame_objective`), so on CUDA one
+        captured step serves every later frame of the size.
+        """
+        targets = {"carried": carried, "mask": trust, **{f"content:{layer}": f for layer, f in self.content_features(image).items()}}
+        objective = Targeted(lambda buffers: self._frame_objective(image, buffers), targets, "style-frame")
+        steps = settings.frame_iterations * self.frame_steps
+        result = optimize(torch.lerp(image, carried, trust), self.model, objective, self.rule, steps=steps, graphs=self.graphs)
         return keep_colors(result, image) if self.preserve_colors else result
 
-    def _frame_objective(self, image: torch.Tensor, targets: Mapping[str, torch.Tensor]) -> Objective:
-        """The stream frame's objective, reading its targets only from `targets` (`next_frame`'s names;
+    def _frame_objective(self, image: torch.Tensor, targets: Targets) -> Objective:
+        """The stream frame's objective, reading its targets only from `targets` (`warm_frame`'s names;
         of `image` only the size is used), so a captured step built on static copies of them serves
         every later frame of that size."""
         features = {layer: targets[f"content:{layer}"] for layer in self.content_layers}

@@ -21,8 +21,10 @@ import numpy as np
 from .dream import Dreamer
 from .io.video import VideoInfo, VideoWriter, probe_video, read_frames
 from .pipeline import run_file
+from .settings import OutputSettings
 from .session import FrameMode, StreamSession, TemporalSettings
 
+OUTPUT = OutputSettings()  # the encoding defaults
 FrameCallback = Callable[[int, int | None], None]  # (frames done, frame count if known)
 
 
@@ -61,8 +63,8 @@ def process_video(
     seed: int | None = 0,
     max_side: int | None = None,
     audio: bool = True,
-    crf: int = 18,
-    preset: str = "medium",
+    crf: int = OUTPUT.crf,
+    preset: str = OUTPUT.preset,
     overwrite: bool = False,
     allow_partial_input: bool = False,
     on_frame: FrameCallback | None = None,

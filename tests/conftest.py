@@ -33,6 +33,16 @@ def coffee_odd() -> np.ndarray:
     return small(skimage.data.coffee(), 101, 67)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` (`pytest -m cuda` selects them) skip cleanly where there is no GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _two_threads():
     torch.set_num_threads(2)

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from apps.cli import main
-from samples.make import make_clip
+from streamdream.apps.cli import main
+from streamdream.samples.make import make_clip
 from streamdream.io.paths import hidden_sibling
 from streamdream.io.video import read_frames
 
@@ -232,7 +232,7 @@ def test_partial_of_a_killed_render_is_found_and_removed_by_the_next(media, tmp_
     clip = make_clip("pan", tmp_path / "long.mp4", size=(96, 64), fps=24, seconds=4, audio=False)
     out = tmp_path / "out.mp4"
     partial = hidden_sibling(out, "partial", ".mp4")
-    render = subprocess.Popen([sys.executable, "-m", "apps.cli", "dream", str(clip), "-o", str(out), *DREAM], cwd=ROOT, stderr=subprocess.DEVNULL)
+    render = subprocess.Popen([sys.executable, "-m", "streamdream.apps.cli", "dream", str(clip), "-o", str(out), *DREAM], cwd=ROOT, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while not (partial.exists() and partial.stat().st_size > 0) and render.poll() is None and time.monotonic() < deadline:
@@ -259,7 +259,7 @@ def _small_disk() -> None:
 @pytest.mark.parametrize("source, name", [("clip.mp4", "a.mp4"), ("photo.png", "a.png")])
 def test_full_disk_is_one_line_exit_1_and_leaves_nothing(media, tmp_path, source, name):
     result = subprocess.run(
-        [sys.executable, "-m", "apps.cli", "dream", str(media / source), "-o", str(tmp_path / name), *DREAM],
+        [sys.executable, "-m", "streamdream.apps.cli", "dream", str(media / source), "-o", str(tmp_path / name), *DREAM],
         cwd=ROOT, preexec_fn=_small_disk, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 1
@@ -307,11 +307,11 @@ def test_transparent_gif_gets_a_notice(tmp_path, capsys):
 
 def test_ctrl_c_while_starting_up_is_one_line(monkeypatch, capsys):
     """Ctrl-C while torch and the commands are still importing ends like one during a render."""
-    import apps.cli
+    import streamdream.apps.cli
 
     def interrupted_import():
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(apps.cli, "build_parser", interrupted_import)
+    monkeypatch.setattr(streamdream.apps.cli, "build_parser", interrupted_import)
     assert main(["dream", "photo.png", "-o", "out.png"]) == 130
     assert capsys.readouterr().err == "streamdream: interrupted\n"

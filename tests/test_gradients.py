@@ -16,7 +16,7 @@ from PIL import Image
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
-from apps.cli import main
+from streamdream.apps.cli import main
 from streamdream.gradients import classify, invert, saliency
 from streamdream.io.images import resize_max_side
 from streamdream.models import create_model, imagenet_labels

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tomllib
+from pathlib import Path
+
 import pytest
 import skimage.data
 import torch
@@ -9,7 +13,7 @@ import torchvision
 
 from streamdream.convert import to_tensor
 from streamdream.errors import StreamdreamError
-from streamdream.models import LOGIT, create_model, get_entry, imagenet_labels, list_models
+from streamdream.models import DEFAULT_MODEL, LOGIT, create_model, get_entry, imagenet_labels, list_models
 from streamdream.models.efficientnet import map_state_dict
 from streamdream.models.torchvision_models import cached_weights_path
 
@@ -107,11 +111,37 @@ def test_torchvision_model_loads_a_weights_file_safely(tmp_path):
         get_entry("googlenet").build(tmp_path / "junk.pth")
 
 
-def test_registry_lists_every_model_once():
-    names = [entry.name for entry in list_models()]
-    assert names[0] == "efficientnet_lite0"
-    assert {"vgg19", "vgg16", "googlenet", "inception_v3"} <= set(names)
-    assert len(names) == len(set(names))
+def without_weights(monkeypatch):
+    """Build torchvision models with their random initial weights: layer names need no weights file."""
+    import streamdream.models.torchvision_models as tvmodels
+
+    monkeypatch.setattr(tvmodels, "find_weights", lambda name, weights: Path(os.devnull))
+    monkeypatch.setattr(tvmodels, "load_weights", lambda net, path: None)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *(entry.name for entry in list_models() if not entry.name.startswith("vgg")),
+        *(pytest.param(name, marks=pytest.mark.slow) for name in ("vgg16", "vgg19")),  # 550 MB of random weights each
+    ],
+)
+def test_every_model_builds_and_its_default_layers_exist(name, monkeypatch):
+    """What `--model NAME` uses without further options must exist, or the first run fails for a user."""
+    if name.startswith("efficientnet") and get_entry(name).weights_path() is None:
+        pytest.skip(f"{name} weights package not installed")
+    without_weights(monkeypatch)
+    backbone = get_entry(name).build(None)
+    defaults = backbone.defaults
+    for layer in (defaults.dream, *defaults.content, *defaults.style, *([defaults.guide] if defaults.guide else [])):
+        assert backbone.layers[backbone.resolve(layer)].channels > 0, layer
+    assert backbone.layers[LOGIT].channels == 1000
+    strides = [backbone.layers[n].stride for n in backbone.public_layers() if n != LOGIT]
+    assert strides == sorted(strides) and strides[-1] == 32  # every ImageNet CNN here ends at 1/32 resolution
+
+
+def test_default_model_comes_first():
+    assert list_models()[0].name == DEFAULT_MODEL == "efficientnet_lite0"
 
 
 def test_batchnorm_folding_keeps_outputs_and_activations():
@@ -132,3 +162,85 @@ def test_batchnorm_folding_keeps_outputs_and_activations():
     assert fold_batchnorm(net) == 2
     assert isinstance(net[1], torch.nn.ReLU6) and isinstance(net[3], torch.nn.Identity)
     assert torch.allclose(net(x), expected, atol=1e-5)
+
+
+def test_batchnorm_folding_covers_plain_batchnorm_and_skips_training_mode():
+    from streamdream.models.backbone import fold_batchnorm
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4, affine=False), torch.nn.Conv2d(4, 4, 1), torch.nn.BatchNorm2d(4))
+    net[1].running_mean.uniform_(-1, 1)
+    net[1].running_var.uniform_(0.5, 2)
+    net.eval()
+    net[3].train()  # batch statistics: not a fixed affine map, so it must stay
+    x = torch.randn(2, 3, 8, 8)
+    expected = net(x)
+    assert fold_batchnorm(net) == 1
+    assert isinstance(net[1], torch.nn.Identity) and isinstance(net[3], torch.nn.BatchNorm2d)
+    assert torch.allclose(net(x), expected, atol=1e-5)
+
+
+def test_create_model_layout_is_explicit(model):
+    """NCHW on the CPU unless asked; NHWC (channels_last) is a parameter, not a side effect."""
+    assert model.stages[0][0].weight.is_contiguous()
+    nhwc = create_model(device="cpu", channels_last=True)
+    assert nhwc is not model and model.stages[0][0].weight.is_contiguous()
+    assert nhwc.stages[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.allclose(nhwc(x, ["blocks.2"])["blocks.2"], model(x, ["blocks.2"])["blocks.2"], atol=1e-4)
+
+
+def test_configure_sets_threads_and_returns_the_device():
+    from streamdream.runtime import configure
+
+    before = torch.get_num_threads(), torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()
+    try:
+        assert configure("cpu", threads=1) == torch.device("cpu")
+        assert torch.get_num_threads() == 1
+        assert configure("auto").type in ("cpu", "cuda", "mps")
+        assert torch.get_num_threads() == 1  # threads=None leaves them alone
+        if not torch.cuda.is_available():
+            # CPU-only settings never touch the CUDA switches
+            assert (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()) == before[1:]
+        with pytest.raises(StreamdreamError, match="threads"):
+            configure("cpu", threads=0)
+        with pytest.raises(StreamdreamError, match="unknown device"):
+            configure("tpu")
+    finally:
+        torch.set_num_threads(before[0])
+        torch.backends.cudnn.benchmark = before[1]
+        torch.set_float32_matmul_precision(before[2])
+
+
+@pytest.mark.cuda
+def test_configure_on_cuda_turns_on_autotuning_and_tf32():
+    from streamdream.runtime import configure
+
+    before = torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()
+    try:
+        assert configure("cuda").type == "cuda"
+        assert torch.backends.cudnn.benchmark and torch.get_float32_matmul_precision() == "high"
+        assert create_model(device="cuda").stages[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    finally:
+        torch.backends.cudnn.benchmark = before[0]
+        torch.set_float32_matmul_precision(before[1])
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_only_streamdream_is_installed_and_every_package_folder_is_listed():
+    """pyproject lists packages explicitly (apps/ and samples/ install as streamdream.apps / .samples),
+    so a new package folder must be added there or it is missing from the installed distribution."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    setuptools_config = config["tool"]["setuptools"]
+    listed = set(setuptools_config["packages"])
+    assert {name.split(".")[0] for name in listed} == {"streamdream"}
+    assert config["project"]["scripts"]["streamdream"] == "streamdream.apps.cli:main"
+    found = set()
+    for prefix, folder in setuptools_config["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder).parts
+            if ".venv" not in init.parts and "__pycache__" not in init.parts:
+                found.add(".".join([prefix, *relative]))
+    assert found == listed

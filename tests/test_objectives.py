@@ -9,8 +9,8 @@ import torch
 from streamdream.convert import to_tensor
 from streamdream.dream import Dreamer, make_generator
 from streamdream.errors import StreamdreamError
-from streamdream.objectives import channel, class_logit, layer_l2, layer_mean, parse_objective
-from streamdream.optimize import Ascent, ascend, evaluate
+from streamdream.objectives import channel, class_logit, layer_l2, layer_mean, parse_objective, pixel_l2, temporal, total_variation
+from streamdream.optimize import NormalizedAscent, evaluate, optimize
 
 from .conftest import small
 
@@ -28,6 +28,18 @@ def test_algebra_matches_arithmetic_on_values():
     assert torch.allclose(combined(acts), expected)
     assert torch.allclose((-a)(acts), -a(acts))
     assert combined.layers == {"a", "b"}
+
+
+def test_pixel_losses_match_their_formulas():
+    generator = torch.Generator().manual_seed(0)
+    image, carried, mask = (torch.rand(1, c, 5, 7, generator=generator) for c in (3, 3, 1))
+    acts = {"input": image}
+    dy, dx = image.diff(dim=-2), image.diff(dim=-1)
+    assert torch.allclose(total_variation()(acts), -(dy.pow(2).mean() + dx.pow(2).mean()))
+    assert torch.allclose(total_variation(power=1)(acts), -(dy.abs().mean() + dx.abs().mean()))
+    assert torch.allclose(pixel_l2()(acts), (image - 0.5).pow(2).mean())
+    assert torch.allclose(temporal(carried, mask)(acts), -(mask * (image - carried).pow(2)).mean())
+    assert total_variation().layers == pixel_l2().layers == temporal(carried, mask).layers == {"input"}
 
 
 def test_parse_builds_the_same_objective_as_code(model):
@@ -62,7 +74,7 @@ def test_each_objective_rises_when_optimized(model, astronaut_96, text):
     objective = parse_objective(text, model)
     image = to_tensor(astronaut_96)
     before = evaluate(model, objective, image)
-    after = evaluate(model, objective, ascend(image, model, objective, Ascent(iterations=4, jitter=4), make_generator(0)))
+    after = evaluate(model, objective, optimize(image, model, objective, NormalizedAscent(step=0.012, jitter=4, tile=512), steps=4, generator=make_generator(0)))
     assert after > before + 0.05 * abs(before)
 
 

@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision.transforms.functional as TF
 
 from streamdream.convert import to_rgb, to_tensor
 from streamdream.cuda_graphs import GraphCache
 from streamdream.dream import Dreamer, make_generator
 from streamdream.models import create_model
-from streamdream.objectives import layer_l2
+from streamdream.objectives import content, layer_l2
 from streamdream.optimize import (
-    Ascent,
-    ascend,
-    dream_octaves,
+    Adam,
+    NormalizedAscent,
+    Octaves,
+    Targeted,
     laplacian_merge,
     laplacian_normalize,
     laplacian_split,
     objective_gradient,
     octave_sizes,
+    optimize,
     roll,
     tile_slices,
 )
-
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
 
 @pytest.mark.parametrize("length, tile", [(100, 512), (512, 512), (513, 512), (1000, 300), (67, 16)])
 def test_tiles_cover_without_gaps_or_slivers(length, tile):
@@ -33,6 +33,11 @@ def test_tiles_cover_without_gaps_or_slivers(length, tile):
     assert all(a.stop == b.start for a, b in zip(pieces, pieces[1:]))
     sizes = [p.stop - p.start for p in pieces]
     assert max(sizes) <= tile and max(sizes) - min(sizes) <= 1
+
+
+def ascent(**changes) -> NormalizedAscent:
+    """The dream rule with the default dream settings of EfficientNet-Lite0, and `changes`."""
+    return NormalizedAscent(**{"step": 0.012, "jitter": 32, "tile": 512, **changes})
 
 
 def test_tiled_gradient_matches_whole_image_away_from_seams(model, astronaut_96):
@@ -58,7 +63,8 @@ def test_octave_sizes_end_at_full_size_and_stop_at_minimum():
 @pytest.mark.parametrize("tile", [512, 56])
 def test_dream_keeps_size_and_range_through_octaves_and_tiles(model, coffee_odd, tile):
     image = to_tensor(coffee_odd)
-    out = dream_octaves(image, model, layer_l2("blocks.3"), Ascent(iterations=2, tile=tile), octaves=3, octave_scale=1.3, generator=make_generator(0))
+    rule, schedule = ascent(tile=tile), Octaves(3, 1.3)
+    out = optimize(image, model, layer_l2("blocks.3"), rule, steps=2, schedule=schedule, generator=make_generator(0))
     assert out.shape == image.shape
     assert out.min() >= 0 and out.max() <= 1
     assert (out - image).abs().mean() > 0.005
@@ -109,8 +115,16 @@ def test_warm_start_residual_is_kept_when_no_iterations_change_it(model, astrona
     """The carried residual must reach the full-size output intact, fine detail included."""
     image = 0.25 + 0.5 * to_tensor(astronaut_96)  # mid-range, so no clamping can touch the residual
     residual = (0.05 * torch.randn(image.shape, generator=torch.Generator().manual_seed(0))).clamp(-0.2, 0.2)
-    out = dream_octaves(image, model, layer_l2("blocks.3"), Ascent(iterations=0), octaves=3, octave_scale=1.4, generator=make_generator(0), residual=residual)
+    schedule = Octaves(3, 1.4)
+    out = optimize(image, model, layer_l2("blocks.3"), ascent(), steps=0, schedule=schedule, generator=make_generator(0), residual=residual)
     assert torch.allclose(out, (image + residual).clamp(0, 1), atol=1e-5)
+
+
+def test_blur_runs_every_n_steps_and_at_the_end_of_each_octave(model):
+    image = 0.25 + 0.5 * torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    rule = ascent(step=0.0, jitter=0, blur_every=2, blur_sigma=1.0)  # no step: only the blur moves pixels
+    out = optimize(image, model, layer_l2("stem"), rule, steps=3)  # blurred after step 2 and after step 3
+    assert torch.allclose(out, TF.gaussian_blur(TF.gaussian_blur(image, 7, 1.0), 7, 1.0), atol=1e-6)
 
 
 def test_uint8_round_trip_is_exact(astronaut_96):
@@ -126,7 +140,7 @@ def test_tensor_roll_matches_torch_roll_and_undoes_itself(dy, dx):
     assert torch.equal(roll(rolled, -shift), image)
 
 
-DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -134,12 +148,16 @@ def test_replayed_steps_match_eager(astronaut_96, device):
     """On CUDA the step is a captured graph (equal within bf16 tolerance); elsewhere the same static-buffer
     replay loop calls the step directly, which must give exactly the eager result."""
     model = create_model(device=device)
-    objective, ascent, graphs = layer_l2("blocks.3"), Ascent(iterations=4, tile=64), GraphCache()
+    objective, rule, graphs = layer_l2("blocks.3"), ascent(tile=64), GraphCache()
     image = to_tensor(astronaut_96, device)  # 96 px in 64 px tiles: the tile loop is replayed too
-    first = ascend(image, model, objective, ascent, make_generator(1), graphs=graphs)
+
+    def ascend(graphs: GraphCache | None) -> torch.Tensor:
+        return optimize(image, model, objective, rule, steps=4, generator=make_generator(1), graphs=graphs)
+
+    first = ascend(graphs)
     assert len(graphs) == 0  # the first sight of a size runs eagerly and is remembered
-    fast = ascend(image, model, objective, ascent, make_generator(1), graphs=graphs)
-    eager = ascend(image, model, objective, ascent, make_generator(1))
+    fast = ascend(graphs)
+    eager = ascend(None)
     assert len(graphs) == 1 and graphs.failure is None
     assert fast.shape == eager.shape == image.shape
     if device == "cpu":
@@ -152,18 +170,44 @@ def test_replayed_steps_match_eager(astronaut_96, device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_replayed_steps_stay_random_and_new_sizes_run_eagerly(astronaut_96, device):
     model = create_model(device=device)
-    objective, ascent, graphs = layer_l2("blocks.3"), Ascent(iterations=3), GraphCache(max_graphs=1)
+    objective, graphs = layer_l2("blocks.3"), GraphCache(max_graphs=1)
     image = to_tensor(astronaut_96, device)
+
+    def ascend(image: torch.Tensor, seed: int) -> torch.Tensor:
+        return optimize(image, model, objective, ascent(), steps=3, generator=make_generator(seed), graphs=graphs)
+
     for _ in range(2):
-        ascend(image, model, objective, ascent, make_generator(0), graphs=graphs)
-    a = ascend(image, model, objective, ascent, make_generator(1), graphs=graphs)
-    b = ascend(image, model, objective, ascent, make_generator(2), graphs=graphs)
+        ascend(image, 0)
+    a, b = ascend(image, 1), ascend(image, 2)
     assert (a - b).abs().mean() > 1e-3  # other seeds, other shifts, under replay too
     small = image[..., :80, :72]
-    other = ascend(small, model, objective, ascent, make_generator(0), graphs=graphs)
+    other = ascend(small, 0)
     assert other.shape[-2:] == (80, 72) and len(graphs) == 1  # a size seen once runs eagerly
-    ascend(small, model, objective, ascent, make_generator(0), graphs=graphs)
+    ascend(small, 0)
     assert len(graphs) == 1  # captured on its second use; the older size made room (max_graphs=1)
     for _ in range(2):  # the dropped size comes back, captured anew
-        again = ascend(image, model, objective, ascent, make_generator(1), graphs=graphs)
+        again = ascend(image, 1)
         assert (again - a).abs().max() < (1e-6 if device == "cpu" else 0.05)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_replayed_descent_loads_each_calls_targets_and_a_fresh_optimizer(astronaut_96, device):
+    """Adam over static buffers: every call must see its own targets and start from a fresh optimizer,
+    so replays equal eager runs call for call (exactly on the CPU)."""
+    model = create_model(device=device)
+    image = to_tensor(astronaut_96, device)
+    with torch.no_grad():
+        photos = [model(p, ["stem"])["stem"].float() for p in (image, image.flip(-1), image.flip(-2))]
+    start = torch.full_like(image, 0.5)
+
+    def descend(features: torch.Tensor, graphs: GraphCache | None) -> torch.Tensor:
+        objective = Targeted(lambda targets: content("stem", targets["features"]), {"features": features}, "content(stem)")
+        return optimize(start, model, objective, Adam(0.05), steps=3, graphs=graphs)
+
+    graphs = GraphCache()
+    replayed = [descend(features, graphs) for features in photos]
+    assert len(graphs) == 1 and graphs.failure is None  # the first call ran eagerly, the others replayed
+    for features, fast in zip(photos, replayed):
+        eager = descend(features, None)
+        assert torch.equal(fast, eager) if device == "cpu" else (fast - eager).abs().mean() < 2e-3
+    assert (replayed[1] - replayed[2]).abs().mean() > 1e-3  # the targets did reach the replayed step

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import fractions
+import threading
 import time
 
 import numpy as np
 import pytest
 import torch
 
-from samples.make import camera_frames
+from streamdream.samples.make import camera_frames
 from streamdream.io.video import Frame
 from streamdream.pipeline import LiveStream, run_file
 from streamdream.session import PRESETS, StreamSession, TemporalSettings, preset
@@ -40,17 +41,52 @@ def frames(n: int, size=(64, 48)) -> list[np.ndarray]:
     return camera_frames("pan", size, n)[0]
 
 
+class GatedMode(RecordingMode):
+    """A pass-through mode whose frames wait at a gate: the test says when each one may finish."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Semaphore(0)  # released as each frame starts
+        self.gate = threading.Semaphore(0)  # one permit per frame allowed to finish
+
+    def first_frame(self, image, generator):
+        self.entered.release()
+        assert self.gate.acquire(timeout=30), "the test never opened the gate"
+        return super().first_frame(image, generator)
+
+    def next_frame(self, image, previous_input, previous_output, motion, settings, generator):
+        self.entered.release()
+        assert self.gate.acquire(timeout=30), "the test never opened the gate"
+        return super().next_frame(image, previous_input, previous_output, motion, settings, generator)
+
+    def busy(self) -> None:
+        """Wait until a frame has started (and is held at the gate)."""
+        assert self.entered.acquire(timeout=30), "no frame started"
+
+
 def test_live_stream_drops_stale_frames_and_keeps_the_newest():
-    mode = RecordingMode(delay=0.03)
-    clip = frames(20)
-    with LiveStream(StreamSession(mode)) as live:
-        for image in clip:
+    mode = GatedMode()
+    clip = frames(6)
+    with LiveStream(StreamSession(mode, TemporalSettings(flow="none"))) as live:
+        live.submit(clip[0])
+        mode.busy()  # frame 0 is being dreamed: the next ones wait, each replacing the one before
+        for image in clip[1:]:
             live.submit(image)
-            time.sleep(0.002)
-    assert live.dropped > 0
-    assert live.processed + live.dropped == len(clip)
+        mode.gate.release(2)  # frame 0 and the one frame still waiting may finish
+    assert (live.processed, live.dropped) == (2, 4)
     assert (live.latest.image == clip[-1]).all()  # the last frame in is the last frame out
+    assert live.latest.frame == 6 and live.latest.index == 1
     assert live.latest.latency_ms > 0
+    assert [kind for kind, _ in mode.calls] == ["first", "next"]  # frame 5 was warm-started from frame 0
+
+
+def test_live_stream_hands_each_result_to_its_callback():
+    clip = frames(3)
+    seen = []
+    with LiveStream(StreamSession(RecordingMode()), on_result=seen.append) as live:
+        for image in clip:
+            live.wait(live.submit(image))
+    assert [r.index for r in seen] == [0, 1, 2] and all((r.image == image).all() for r, image in zip(seen, clip))
 
 
 def test_file_pipeline_processes_every_frame_in_order():
@@ -130,5 +166,41 @@ def test_live_stream_surfaces_worker_errors():
     with pytest.raises(RuntimeError, match="boom"):
         with LiveStream(StreamSession(Broken())) as live:
             live.submit(frames(1)[0])
-            time.sleep(0.1)
 
+
+def test_prepared_ahead_frames_give_what_frame_by_frame_gives():
+    """A reader may prepare several frames before the optimizer processes the first."""
+    clip = frames(4)
+    one_by_one, ahead = RecordingMode(), RecordingMode()
+    a, b = StreamSession(one_by_one, preset("balanced")), StreamSession(ahead, preset("balanced"))
+    expected = [a.process(image) for image in clip]
+    prepared = [b.prepare(image) for image in clip]
+    assert all((b.process(p) == e).all() for p, e in zip(prepared, expected))
+    assert ahead.calls == one_by_one.calls == [("first", None)] + [("next", 0.9)] * 3
+
+
+def test_a_reset_between_prepare_and_process_starts_afresh():
+    mode = RecordingMode()
+    session = StreamSession(mode, preset("balanced"))
+    clip = frames(2)
+    session.process(clip[0])
+    prepared = session.prepare(clip[1])  # prepared to be carried from frame 0 ...
+    session.reset()  # ... which is then forgotten
+    session.process(prepared)
+    assert [kind for kind, _ in mode.calls] == ["first", "first"]
+
+
+def test_the_file_pipeline_uses_the_sessions_one_flow_estimator_on_one_thread():
+    clip = frames(5)
+    session = StreamSession(RecordingMode(), preset("balanced"))
+    estimator, threads = session.flow, []
+
+    def counting(src, dst):
+        threads.append(threading.current_thread().name)
+        return estimator(src, dst)
+
+    session.flow = counting
+    source = [Frame(image, pts=i, time_base=fractions.Fraction(1, 30), index=i) for i, image in enumerate(clip)]
+    assert run_file(source, session, lambda image, frame: None) == 5
+    assert len(threads) == 2 * 4  # backward and forward flow of each frame pair, computed once
+    assert set(threads) == {"streamdream-read"}

@@ -153,7 +153,7 @@ def test_warp_keeps_shape_dtype_device(dtype: torch.dtype) -> None:
     torch.testing.assert_close(out, image, atol=1e-3, rtol=0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
 def test_warp_and_mask_on_cuda_match_cpu() -> None:
     image, flow = _image(), _constant_flow(1.25, -0.75)
     out = warp(image.cuda(), flow.cuda())

@@ -14,8 +14,8 @@ import av
 import numpy as np
 import pytest
 
-from apps.cli import main
-from samples.make import camera_frames, make_clip, true_backward_flow
+from streamdream.apps.cli import main
+from streamdream.samples.make import camera_frames, make_clip, true_backward_flow
 from streamdream.dream import Dreamer
 from streamdream.io.video import read_frames
 from streamdream.session import StreamSession, TemporalSettings
@@ -104,7 +104,7 @@ def test_interrupted_render_leaves_a_playable_partial_file(clip, tmp_path):
 def test_sigint_from_the_terminal_keeps_the_frames_done(tmp_path):
     clip = make_clip("pan", tmp_path / "long.mp4", size=(96, 64), fps=24, seconds=4)
     out = tmp_path / "out.mp4"
-    command = [sys.executable, "-m", "apps.cli", "dream", str(clip), "-o", str(out), "--octaves", "1", "--iterations", "1", "--device", "cpu"]
+    command = [sys.executable, "-m", "streamdream.apps.cli", "dream", str(clip), "-o", str(out), "--octaves", "1", "--iterations", "1", "--device", "cpu"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
     seen = ""
     # tqdm redraws at most every 0.1 s, so it may never show "3/": wait for any count of 3 or more.

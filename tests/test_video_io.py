@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from samples import make
+from streamdream.samples import make
 from streamdream.errors import StreamdreamError
 from streamdream.io.video import VideoInfo, VideoWriter, is_video_path, probe_video, read_frames
 
@@ -265,6 +265,32 @@ def test_audio_packets_are_copied_unchanged(tmp_path: Path, ext: str) -> None:
         kinds = [p.stream.type for p in container.demux() if p.size]
     first_half = kinds[: len(kinds) // 2]
     assert "audio" in first_half and "video" in first_half
+
+
+def test_audio_packets_without_dts_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A demuxed packet may lack a dts (PTS-only containers); only the empty flush packet is skipped."""
+    import streamdream.io.video as video
+
+    def without_dts(packets):
+        for i, packet in enumerate(packets):
+            if packet.size and i % 2:
+                packet.dts = None
+            yield packet
+
+    init = video._AudioTrack.__init__
+
+    def patched(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self._packets = without_dts(self._packets)
+
+    monkeypatch.setattr(video._AudioTrack, "__init__", patched)
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mkv"
+    _make_video(src, VFR_PTS, audio=True)
+    _copy(src, out, audio_source=src)
+    assert _audio_packets(out) == _audio_packets(src)
+    with av.open(str(out)) as container:  # still interleaved by time, not appended at the end
+        kinds = [p.stream.type for p in container.demux() if p.size]
+    assert "audio" in kinds[: len(kinds) // 2]
 
 
 def test_no_audio_source_means_no_audio(tmp_path: Path) -> None:

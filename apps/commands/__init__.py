@@ -4,6 +4,6 @@ Adding a command means adding a module here and naming it in `COMMANDS`; the com
 each other, so they can grow independently.
 """
 
-from . import dream, evaluate, gradients, models, style, ui
+from . import dream, evaluate, gradients, live, models, style, ui
 
-COMMANDS = (dream, evaluate, gradients, models, style, ui)
+COMMANDS = (dream, live, style, evaluate, gradients, models, ui)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tqdm import tqdm
-
 from streamdream.errors import StreamdreamError
 
-from ..options import ITERATIONS, MAX_SIDE, OCTAVE_SCALE, OCTAVES, SEED, add_io_options, add_model_options, add_video_options, number, run_video, size_arg
+from streamdream.settings import DreamSettings
+
+from ..options import SEED, add_io_options, add_model_options, add_settings, add_video_options, run_video, settings_from, size_arg
 
 DREAM_EXAMPLES = """examples:
   streamdream dream photo.jpg -o dream.png
@@ -27,13 +27,7 @@ def add_dream_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("dream")
     group.add_argument("--objective", help='what to amplify, e.g. "blocks.4", "blocks.4:39", "logit:285", "blocks.4:3 + 0.5*blocks.5" (default: the model\'s dream layer)')
     group.add_argument("--guide", metavar="IMAGE", help="dream toward the features of this image")
-    group.add_argument("--octaves", type=OCTAVES, default=4, help="octave pyramid levels, 1-12 (default %(default)s)")
-    group.add_argument("--octave-scale", type=OCTAVE_SCALE, default=1.4, help="size ratio between octaves, above 1 and at most 4 (default %(default)s)")
-    group.add_argument("--iterations", type=ITERATIONS, default=10, help="gradient steps per octave, at least 1 (default %(default)s)")
-    group.add_argument("--step", type=number(float, high=10.0, above=0.0), help="step size in pixel units of [0, 1], above 0 and at most 10 (default: the model's)")
-    group.add_argument("--jitter", type=number(int, 0, 1024), default=32, help="random shift in pixels before each step, 0-1024 (default %(default)s)")
-    group.add_argument("--tile", type=number(int, 64, MAX_SIDE), default=512, help="gradient tile size in pixels; lower it to save memory, at least 64 (default %(default)s)")
-    group.add_argument("--lapnorm", action="store_true", help="Laplacian-pyramid gradient normalization (smoother, larger features)")
+    add_settings(group, DreamSettings)
     group.add_argument("--seed", type=SEED, default=0, help="random seed; the same seed gives the same pixels (default %(default)s)")
 
 
@@ -45,13 +39,7 @@ def dreamer_from(args: argparse.Namespace):
         args.model,
         args.objective,
         guide_image=load_image(args.guide).rgb if args.guide else None,
-        octaves=args.octaves,
-        octave_scale=args.octave_scale,
-        iterations=args.iterations,
-        step=args.step,
-        jitter=args.jitter,
-        tile=args.tile,
-        lapnorm=args.lapnorm,
+        **settings_from(args, DreamSettings),
         device=args.device,
         weights=args.weights,
         cuda_graphs=not args.no_cuda_graphs,
@@ -60,6 +48,8 @@ def dreamer_from(args: argparse.Namespace):
 
 def run_dream(args: argparse.Namespace) -> None:
     """Dream a still, or hand a video to the frame pipeline."""
+    from tqdm import tqdm
+
     from streamdream.dream import noise_image
     from streamdream.io.images import Picture, check_image_output, load_image, resize_picture, save_image
     from streamdream.io.video import check_video_output, is_video_path

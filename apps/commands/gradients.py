@@ -7,9 +7,9 @@ import contextlib
 import json
 from collections.abc import Callable, Iterator
 
-from tqdm import tqdm
+from streamdream.settings import ClassVizSettings, FoolSettings, InvertSettings, Range
 
-from ..options import ITERATIONS, OCTAVES, SEED, SIDE, SIDE_RANGE, WEIGHT, add_model_options, number
+from ..options import SEED, add_model_options, add_settings, number, settings_from
 
 EXAMPLES = {
     "classify": "  streamdream classify photo.jpg\n  streamdream classify photo.jpg --json",
@@ -20,12 +20,7 @@ EXAMPLES = {
 }
 
 
-CLASS = number(int, 0, 999)  # ImageNet-1k, the classes every model of the zoo predicts
-
-
-def _max_side_or_zero(text: str) -> int:
-    """invert's --max-side: 0 keeps the picture's size, else a side in the usual range."""
-    return 0 if text.strip() == "0" else SIDE(text)
+CLASS = number(int, Range(0, 999))  # ImageNet-1k, the classes every model of the zoo predicts
 
 
 def _model_kwargs(args: argparse.Namespace) -> dict:
@@ -35,6 +30,8 @@ def _model_kwargs(args: argparse.Namespace) -> dict:
 @contextlib.contextmanager
 def _progress(args: argparse.Namespace, total: int, desc: str) -> Iterator[Callable[[int], None]]:
     """A progress callback whose bar appears at the first step, so a rejected input prints only its error line."""
+    from tqdm import tqdm
+
     bar: tqdm | None = None
 
     def update(steps: int) -> None:
@@ -97,9 +94,10 @@ def run_classviz(args: argparse.Namespace) -> None:
     from streamdream.io.images import check_image_output, save_image
 
     check_image_output(args.output, overwrite=args.overwrite)
-    settings = {"octaves": args.octaves, "iterations": args.iterations}
-    with _progress(args, class_visualization_steps(args.size, **settings), "visualizing") as progress:
-        image = class_visualization(args.class_index, args.size, args.seed, l2=args.l2, progress=progress, **settings, **_model_kwargs(args))
+    settings = settings_from(args, ClassVizSettings)
+    steps = class_visualization_steps(args.size, args.octaves, args.octave_scale, args.iterations)
+    with _progress(args, steps, "visualizing") as progress:
+        image = class_visualization(args.class_index, seed=args.seed, progress=progress, **settings, **_model_kwargs(args))
     save_image(args.output, image, overwrite=args.overwrite)
     print(args.output)
 
@@ -113,7 +111,8 @@ def run_invert(args: argparse.Namespace) -> None:
     if args.max_side:
         rgb = resize_max_side(rgb, args.max_side)
     with _progress(args, args.iterations, "inverting") as progress:
-        image = invert(rgb, args.layer, iterations=args.iterations, tv=args.tv, l2=args.l2, method=args.method, seed=args.seed, progress=progress, **_model_kwargs(args))
+        settings = {k: v for k, v in settings_from(args, InvertSettings).items() if k != "max_side"}
+        image = invert(rgb, args.layer, seed=args.seed, progress=progress, **settings, **_model_kwargs(args))
     save_image(args.output, image, overwrite=args.overwrite)
     print(args.output)
 
@@ -133,7 +132,7 @@ def _add(commands: argparse._SubParsersAction, name: str, help_text: str, run, *
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = _add(commands, "classify", "top ImageNet labels of a picture", run_classify, output=False)
-    parser.add_argument("--top", type=number(int, 1, 1000), default=5, help="how many labels (default %(default)s)")
+    parser.add_argument("--top", type=number(int, Range(1, 1000)), default=5, help="how many labels (default %(default)s)")
     parser.add_argument("--json", action="store_true", help='print [{"index", "label", "prob"}, ...], best first')
 
     parser = _add(commands, "saliency", "class saliency map: which pixels the class score depends on most", run_saliency)
@@ -143,23 +142,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = _add(commands, "fool", "fooling image: a barely changed picture the model sees as another class", run_fool)
     parser.epilog += "\n\nSave as PNG: JPEG or WebP compression changes the pixels and can undo the fooling."
     parser.add_argument("--target", type=CLASS, required=True, help="ImageNet class 0-999 to be predicted")
-    parser.add_argument("--epsilon", type=number(float, high=255.0, above=0.0), default=8.0, help="largest change of any pixel, in 0-255 levels (default %(default)s)")
-    parser.add_argument("--step", type=number(float, high=255.0, above=0.0), default=1.0, help="change per iteration, in 0-255 levels (default %(default)s)")
-    parser.add_argument("--iterations", type=ITERATIONS, default=200, help="give up after this many steps (default %(default)s)")
+    add_settings(parser, FoolSettings)
 
     parser = _add(commands, "classviz", "class visualization: an image grown from noise to look like a class", run_classviz, image=False)
     parser.add_argument("--class", dest="class_index", type=CLASS, required=True, help="ImageNet class 0-999")
-    parser.add_argument("--size", type=number(int, 16, 4096), default=224, help="side of the square image in pixels (default %(default)s)")
+    add_settings(parser, ClassVizSettings)
     parser.add_argument("--seed", type=SEED, default=0, help="noise and jitter seed (default %(default)s)")
-    parser.add_argument("--octaves", type=OCTAVES, default=3, help="octave pyramid levels (default %(default)s)")
-    parser.add_argument("--iterations", type=ITERATIONS, default=20, help="steps per octave (default %(default)s)")
-    parser.add_argument("--l2", type=WEIGHT, default=1000.0, help="weight of the pull toward grey (default %(default)s)")
 
     parser = _add(commands, "invert", "feature inversion: an image grown from noise to match a layer's features of a picture", run_invert)
     parser.add_argument("--layer", required=True, help="layer whose features to match (see `streamdream layers`)")
-    parser.add_argument("--max-side", type=_max_side_or_zero, default=256, help=f"resize the input so its longer side is N pixels first, {SIDE_RANGE}; 0 keeps it (default %(default)s)")
-    parser.add_argument("--iterations", type=ITERATIONS, default=100, help="optimizer steps (default %(default)s)")
-    parser.add_argument("--method", choices=("lbfgs", "adam"), default="lbfgs", help="optimizer (default %(default)s)")
-    parser.add_argument("--tv", type=WEIGHT, default=0.02, help="total-variation weight (default %(default)s)")
-    parser.add_argument("--l2", type=WEIGHT, default=0.01, help="weight of the pull toward grey (default %(default)s)")
+    add_settings(parser, InvertSettings)
     parser.add_argument("--seed", type=SEED, default=0, help="noise seed (default %(default)s)")

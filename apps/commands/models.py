@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..options import DEFAULT_MODEL
+
 
 def run_models(args: argparse.Namespace) -> None:
     from streamdream.models import list_models
@@ -27,10 +29,27 @@ def run_layers(args: argparse.Namespace) -> None:
         print(f"  {name:24s} {info.channels:5d} ch  {stride:10s} {alias}")
 
 
+COMMANDS = {
+    "models": (
+        run_models,
+        "list models and whether their weights are on this machine",
+        "List the model zoo: which backbones can run here, where their weights are, or where to put them.",
+        ["streamdream models", "streamdream dream photo.jpg -o dream.png --model vgg19 --weights vgg19-dcbb9e9d.pth"],
+    ),
+    "layers": (
+        run_layers,
+        "list a model's layers with channel counts",
+        "List a model's layer names, channel counts and strides: the words objectives are made of.",
+        ["streamdream layers", "streamdream layers vgg19 --weights vgg19-dcbb9e9d.pth", 'streamdream dream photo.jpg -o out.png --objective "blocks.4:39"   # a channel of a listed layer'],
+    ),
+}
+
+
 def register(commands: argparse._SubParsersAction) -> None:
-    models = commands.add_parser("models", help="list models and whether their weights are on this machine")
-    models.set_defaults(run=run_models)
-    layers = commands.add_parser("layers", help="list a model's layers with channel counts")
-    layers.add_argument("name", nargs="?", default="efficientnet_lite0", metavar="MODEL")
-    layers.add_argument("--weights", metavar="FILE")
-    layers.set_defaults(run=run_layers)
+    parsers = {}
+    for name, (run, help_text, description, examples) in COMMANDS.items():
+        epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+        parsers[name] = commands.add_parser(name, help=help_text, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+        parsers[name].set_defaults(run=run)
+    parsers["layers"].add_argument("name", nargs="?", default=DEFAULT_MODEL, metavar="MODEL", help="model name (default %(default)s)")
+    parsers["layers"].add_argument("--weights", metavar="FILE", help="weights file for a torchvision model")

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 
-import numpy as np
-from PIL import Image
-from tqdm import tqdm
-
 from streamdream.errors import StreamdreamError
-from streamdream.style import FRAME_STEPS_PER_ITERATION, Stylizer
+from streamdream.settings import StyleSettings
 
-from ..options import ITERATIONS, OCTAVE_SCALE, OCTAVES, SEED, WEIGHT, add_io_options, add_model_options, add_video_options, number, numbers, run_video
+from ..options import SEED, add_io_options, add_model_options, add_settings, add_video_options, numbers, run_video, settings_from
 
-STYLE_EXAMPLES = f"""examples:
+STYLE_EXAMPLES = """examples:
   streamdream style photo.jpg -s starry_night.jpg -o starry.png
   streamdream style photo.jpg -s starry_night.jpg -s the_scream.jpg --style-weights 0.7,0.3 -o mix.png
   streamdream style photo.jpg -s starry_night.jpg -o big.png --max-side 512 --style-scale 1.5 --preview sheet.png
@@ -24,12 +19,9 @@ STYLE_EXAMPLES = f"""examples:
   streamdream style samples/pan.mp4 -s starry_night.jpg -o pan_starry.mp4 --max-side 320
 
 videos: the first frame gets the full still treatment; every later frame starts from the previous
-result carried along the optical flow and runs --frame-iterations x {FRAME_STEPS_PER_ITERATION} optimizer steps at full size
+result carried along the optical flow and runs --frame-iterations x --frame-steps Adam steps at full size
 (--frame-octaves does not apply), held near the carried result by --temporal-weight.
 """
-
-DEFAULTS = {name: p.default for name, p in inspect.signature(Stylizer).parameters.items()}
-
 
 def names_arg(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
@@ -39,29 +31,19 @@ def add_style_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("style")
     group.add_argument("-s", "--style", action="append", default=[], metavar="IMAGE", help="style painting; repeat to blend several")
     group.add_argument("--style-weights", type=numbers(), metavar="W1,W2", help="blend of several styles, e.g. 0.7,0.3 (default equal)")
-    group.add_argument("--style-weight", type=WEIGHT, default=DEFAULTS["style_weight"], help="weight of the style loss; 0 reconstructs the content only (default %(default)s)")
-    group.add_argument("--content-weight", type=WEIGHT, default=DEFAULTS["content_weight"], help="weight of the content loss (default %(default)s)")
-    group.add_argument("--tv-weight", type=WEIGHT, default=DEFAULTS["tv_weight"], help="weight of the total-variation smoothness loss (default %(default)s)")
     group.add_argument("--content-layers", type=names_arg, metavar="L1,L2", help="content layers (default: the model's, blocks.3 on EfficientNet-Lite)")
     group.add_argument("--content-layer-weights", type=numbers(), metavar="W1,W2", help="blend of the content layers (default equal)")
     group.add_argument("--style-layers", type=names_arg, metavar="L1,L2", help="style layers (default: the model's, stem,blocks.0-4 on EfficientNet-Lite)")
     group.add_argument("--style-layer-weights", type=numbers(), metavar="W1,W2", help="weights of the style layers (default equal)")
-    group.add_argument("--style-layer-weight-exp", type=number(float, high=10.0, above=0.0), default=DEFAULTS["layer_weight_exp"], help="style layer i is weighted exp**i: above 1 favours coarse, below 1 fine texture (default %(default)s)")
-    group.add_argument("--style-scale", type=number(float, high=8.0, above=0.0), default=DEFAULTS["style_scale"], help="see the style at this multiple of the content's size; bigger strokes above 1 (default %(default)s)")
+    add_settings(group, StyleSettings)
     group.add_argument("--init", default="content", metavar="content|noise|IMAGE", help="start image for stills (default %(default)s)")
-    group.add_argument("--optimizer", choices=["adam", "lbfgs"], default=DEFAULTS["optimizer"], help="(default %(default)s)")
-    group.add_argument("--iterations", type=ITERATIONS, default=DEFAULTS["iterations"], help="optimizer steps per octave (default %(default)s)")
-    group.add_argument("--lr", type=number(float, high=1.0, above=0.0), default=DEFAULTS["lr"], help="Adam learning rate in pixel units of [0, 1] (default %(default)s)")
-    group.add_argument("--octaves", type=OCTAVES, default=DEFAULTS["octaves"], help="coarse-to-fine levels for stills (default %(default)s)")
-    group.add_argument("--octave-scale", type=OCTAVE_SCALE, default=DEFAULTS["octave_scale"], help="size ratio between octaves (default %(default)s)")
-    group.add_argument("--preserve-colors", action="store_true", help="keep the content's colours; take only the result's luminance")
-    group.add_argument("--pooling", choices=["avg", "max"], default=DEFAULTS["pooling"], help="VGG: average pooling as in Gatys et al., or the network's max pooling (default %(default)s)")
-    group.add_argument("--temporal-weight", type=WEIGHT, default=DEFAULTS["temporal_weight"], help="videos: weight of staying on the carried previous result (default %(default)s)")
     group.add_argument("--preview", metavar="SHEET", help="also write a contact sheet content | style | result (stills)")
     group.add_argument("--seed", type=SEED, default=0, help="random seed for --init noise (default %(default)s)")
 
 
 def stylizer_from(args: argparse.Namespace, styles: list[np.ndarray]) -> Stylizer:
+    from streamdream.style import Stylizer
+
     return Stylizer(
         styles,
         model=args.model,
@@ -70,19 +52,7 @@ def stylizer_from(args: argparse.Namespace, styles: list[np.ndarray]) -> Stylize
         content_layer_weights=args.content_layer_weights,
         style_layers=args.style_layers,
         style_layer_weights=args.style_layer_weights,
-        layer_weight_exp=args.style_layer_weight_exp,
-        content_weight=args.content_weight,
-        style_weight=args.style_weight,
-        tv_weight=args.tv_weight,
-        temporal_weight=args.temporal_weight,
-        style_scale=args.style_scale,
-        optimizer=args.optimizer,
-        iterations=args.iterations,
-        lr=args.lr,
-        octaves=args.octaves,
-        octave_scale=args.octave_scale,
-        preserve_colors=args.preserve_colors,
-        pooling=args.pooling,
+        **settings_from(args, StyleSettings),
         device=args.device,
         weights=args.weights,
         cuda_graphs=not args.no_cuda_graphs,
@@ -91,6 +61,9 @@ def stylizer_from(args: argparse.Namespace, styles: list[np.ndarray]) -> Stylize
 
 def contact_sheet(pictures: list[np.ndarray], height: int) -> np.ndarray:
     """The pictures side by side, each scaled to `height` with its aspect ratio, on a white gutter."""
+    import numpy as np
+    from PIL import Image
+
     gutter = np.full((height, max(2, height // 32), 3), 255, np.uint8)
     tiles = []
     for rgb in pictures:
@@ -101,6 +74,8 @@ def contact_sheet(pictures: list[np.ndarray], height: int) -> np.ndarray:
 
 def run_style(args: argparse.Namespace) -> None:
     """Stylize a still, or hand a video to the frame pipeline."""
+    from tqdm import tqdm
+
     from streamdream.io.images import check_image_output, load_image, resize_picture, save_image
     from streamdream.io.video import check_video_output, is_video_path
 

@@ -10,6 +10,15 @@ import tempfile
 
 from streamdream.errors import StreamdreamError
 
+EXAMPLES = """examples:
+  streamdream ui                                  # http://127.0.0.1:7860 on this machine
+  streamdream ui --port 8080
+  streamdream ui --share                          # also a public gradio.live link
+
+Live webcam, Video and Still tabs. Live streams, renders and stills share one live engine: model
+work is serialized, the newest camera frame wins and a render takes turns with live frames.
+"""
+
 
 def run_ui(args: argparse.Namespace) -> None:
     if not 0 < args.port < 65536:
@@ -20,14 +29,18 @@ def run_ui(args: argparse.Namespace) -> None:
     atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(workdir, "gradio"))
     try:
-        from apps.ui import launch
+        from ..ui import launch
     except ImportError as exc:  # gradio is the `ui` extra
         raise StreamdreamError(f"the web UI needs gradio: pip install 'streamdream[ui]' ({exc})") from None
+    from streamdream.runtime import configure
+
+    configure("auto")  # the app's models pick the same device; this sets up torch for it once
     launch(args.host, args.port, args.share, workdir=workdir)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("ui", help="serve the web UI (Gradio): live webcam, video and still tabs")
+    parser = commands.add_parser("ui", help="serve the web UI (Gradio): live webcam, video and still tabs", epilog=EXAMPLES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="port (default %(default)s)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")

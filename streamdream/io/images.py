@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..errors import StreamdreamError
+from ..settings import MAX_PIXELS, OutputSettings
 from .paths import atomic_output, check_input_file, check_output_path, is_disk_full
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,7 @@ _LOSSY_FORMATS = {"JPEG", "WEBP"}
 # What Pillow raises when a file it has identified turns out to be cut short or malformed.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
 
-# Pillow's default (~89 Mpx) would refuse large panoramas; 250 Mpx still stops decompression bombs.
-MAX_PIXELS = 250_000_000
+# Pillow's default (~89 Mpx) would refuse large panoramas; MAX_PIXELS (250 Mpx) still stops decompression bombs.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
@@ -88,7 +88,7 @@ def save_image(
     rgb: np.ndarray,
     alpha: np.ndarray | None = None,
     *,
-    quality: int = 95,
+    quality: int = OutputSettings.default("quality"),
     overwrite: bool = False,
 ) -> Path:
     """Write `rgb` (and `alpha` where the format can hold it) atomically; return the final path.

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import StreamdreamError
+from ..settings import OutputSettings
 from .paths import PendingOutput, atomic_output, check_input_file, check_output_path, disk_full_error, is_disk_full
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def _open_video(path: str | os.PathLike) -> Iterator[tuple[av.container.InputCon
         yield container, container.streams.video[0]
 
 
-def _upright(frame: av.VideoFrame) -> np.ndarray:
+def upright(frame: av.VideoFrame) -> np.ndarray:
     """Return the frame as RGB, turned the way its display matrix says it should be shown."""
     image = frame.to_ndarray(format="rgb24")
     quarter_turns = _normal_rotation(frame.rotation) // 90
@@ -171,7 +172,7 @@ def read_frames(path: str | os.PathLike, *, allow_partial: bool = False) -> Iter
             for frame in container.decode(stream):
                 if index == 0 and _is_transparent(frame):
                     log.warning("%s has transparency; the frames are rendered without it (video outputs hold none)", path)
-                yield Frame(image=_upright(frame), pts=frame.pts, time_base=stream.time_base, index=index)
+                yield Frame(image=upright(frame), pts=frame.pts, time_base=stream.time_base, index=index)
                 index += 1
         except av.FFmpegError as e:
             problem = f"decoding failed after {index} frames ({e.strerror})"
@@ -248,9 +249,12 @@ class _AudioTrack:
             self._pending = None
             if packet is None:
                 return
-            if packet.dts is None:  # demux ends each stream with an empty flush packet
+            if packet.size == 0:  # demux ends each stream with an empty packet that only flushes a decoder
                 continue
-            if until is not None and packet.dts * packet.time_base >= until:
+            # A real packet may come without a dts (PTS-only containers); its pts orders it as well,
+            # and one with neither belongs right after the packet before it.
+            stamp = packet.dts if packet.dts is not None else packet.pts
+            if until is not None and stamp is not None and stamp * packet.time_base >= until:
                 self._pending = packet
                 return
             if self._copy:
@@ -294,8 +298,8 @@ class VideoWriter:
         info: VideoInfo,
         *,
         audio_source: str | os.PathLike | None = None,
-        crf: int = 18,
-        preset: str = "medium",
+        crf: int = OutputSettings.default("crf"),
+        preset: str = OutputSettings.default("preset"),
         overwrite: bool = False,
         inputs: tuple[str | os.PathLike, ...] = (),
     ) -> None:

@@ -4,15 +4,22 @@ Every mode (dream, style, saliency, inversion) asks the same question: "the acti
 layers for this image". Seeing a network as a flat sequence of stages answers it with a plain loop
 that stops at the deepest stage asked for, so a dream on `blocks.4` never pays for the classifier.
 Input normalization lives here, so the rest of the code works on RGB in [0, 1].
+
+The walk is hand-written on purpose: timm's `forward_intermediates(stop_early=True)` stops early but
+only at whole stage groups (no `blocks.4.1`, `head` or `logit`) and exists for timm models only, and
+torchvision's `create_feature_extractor` needs an FX trace per set of requested layers and renamed
+nodes (`features.22` for `relu4_3`); one ordered stage list serves every model and every layer name.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from ..errors import StreamdreamError
 
@@ -47,21 +54,22 @@ class ModelDefaults:
 def fold_batchnorm(module: nn.Module) -> int:
     """Fold every eval-mode BatchNorm into the convolution registered just before it; returns the count.
 
-    The network is frozen, so `bn(conv(x))` is exactly a convolution with rescaled weights and a bias.
-    Folding removes a full read and write of every activation, forward and backward (BatchNorm plus its
-    fused activation were about a fifth of a CPU step). timm's BatchNormAct2d keeps its activation.
+    The network is frozen, so `bn(conv(x))` is exactly a convolution with rescaled weights and a bias
+    (torch's `fuse_conv_bn_weights` does the arithmetic). Folding removes a full read and write of every
+    activation, forward and backward (BatchNorm plus its fused activation were about a fifth of a CPU
+    step). timm's BatchNormAct2d keeps its activation. "Registered just before" is how timm and
+    torchvision build their blocks (conv_dw, bn1, ...; BasicConv2d's conv, bn); a BatchNorm in training
+    mode or without running statistics is left alone.
     """
     folded = 0
     for parent in module.modules():
         children = list(parent.named_children())
         for (_, conv), (bn_name, bn) in zip(children, children[1:]):
-            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.running_var is not None):
+            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and not bn.training and bn.running_var is not None):
                 continue
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1.0 / torch.sqrt(bn.running_var + bn.eps)
-            shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
-            conv.weight.mul_(scale.view(-1, 1, 1, 1))
-            bias = shift if conv.bias is None else conv.bias * scale + shift
-            conv.bias = nn.Parameter(bias.clone(), requires_grad=False)
+            conv.weight, conv.bias = fuse_conv_bn_weights(
+                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+            )
             setattr(parent, bn_name, getattr(bn, "act", None) or nn.Identity())
             folded += 1
     return folded
@@ -83,9 +91,11 @@ class Backbone(nn.Module):
         std: Sequence[float],
         defaults: ModelDefaults,
         aliases: Mapping[str, str] | None = None,
+        probe_size: int = 64,
     ) -> None:
         super().__init__()
         self.name = name
+        self.probe_size = probe_size  # the side of the probe image `_describe` runs; the net must accept it
         self.stage_names = [n for n, _ in stages]
         self.stages = nn.ModuleList(m for _, m in stages)
         self.aliases = dict(aliases or {})
@@ -98,14 +108,17 @@ class Backbone(nn.Module):
 
     @torch.no_grad()
     def _describe(self) -> dict[str, LayerInfo]:
-        """Run a small probe once to learn every layer's channel count and stride."""
-        size = 64
+        """Run one small probe to learn every layer's channel count and stride.
+
+        Strides are powers of two; rounding in log space absorbs the pixels that unpadded layers trim.
+        """
+        size = self.probe_size
         x = torch.zeros(1, 3, size, size)
         feats = self.forward(x, self.stage_names)
         info = {INPUT: LayerInfo(INPUT, 3, 1)}
         for n in self.stage_names:
             f = feats[n]
-            stride = size // f.shape[-1] if f.dim() == 4 else 0
+            stride = 2 ** round(math.log2(size / f.shape[-1])) if f.dim() == 4 else 0
             info[n] = LayerInfo(n, f.shape[1], stride)
         for alias, target in self.aliases.items():
             info[alias] = LayerInfo(alias, info[target].channels, info[target].stride)

@@ -1,0 +1,133 @@
+"""`streamdream live`: dream a camera, a network stream or a file in real time, to a file or a network stream."""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import sys
+import threading
+import time
+
+from streamdream.settings import LIVE_PRESET_CPU, LIVE_PRESET_GPU, PRESETS, STRENGTH, STRENGTH_RANGE, Range, preset
+
+from ..options import SEED, add_model_options, number
+
+EXAMPLES = """examples:
+  streamdream live /dev/video0 -o udp://127.0.0.1:5000          # then: vlc udp://@127.0.0.1:5000
+  streamdream live /dev/video0 -o rtmp://127.0.0.1/live/dream   # an RTMP server that OBS reads
+  streamdream live samples/pan.mp4 --realtime -o live.mp4       # a file played at its own pace
+  streamdream live udp://127.0.0.1:6000 -o dream.mkv --objective blocks.3:12 --strength 2
+
+The newest frame always wins: when dreaming is slower than the source, frames are dropped (counted
+in the once-a-second status line), so the output stays live. Ctrl-C stops and finishes the file.
+"""
+
+
+def run_live(args: argparse.Namespace) -> None:
+    from streamdream.dream import Dreamer
+    from streamdream.engine import LiveEngine
+    from streamdream.io.images import resize_max_side
+    from streamdream.io.live import LiveSink, is_url, live_frames
+    from streamdream.models import create_model
+
+    inputs = () if is_url(args.input) or args.input.startswith("/dev/") else (args.input,)
+    sink = LiveSink(args.output, overwrite=args.overwrite, inputs=inputs) if args.output else None  # before the model loads
+    model = create_model(args.model, weights=args.weights, device=args.device)
+    dreamer = Dreamer(model, args.objective, step=model.defaults.dream_step * args.strength, device=args.device)
+    name = args.temporal_preset or (LIVE_PRESET_CPU if args.device.type == "cpu" else LIVE_PRESET_GPU)
+    results: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    with LiveEngine() as engine, (sink or _NoSink()) as out:
+        session = engine.open(dreamer, preset(name), seed=args.seed, on_result=results.put)
+
+        def read() -> None:
+            try:
+                for rgb in live_frames(args.input, realtime=args.realtime, stop=stop):
+                    session.submit(resize_max_side(rgb, args.max_side) if max(rgb.shape[:2]) > args.max_side else rgb)
+            except BaseException as error:  # noqa: BLE001 - reported on the main thread
+                failure.append(error)
+            finally:
+                results.put(None)
+
+        reader = threading.Thread(target=read, name="streamdream-live-source", daemon=True)
+        reader.start()
+        status = _Status(session, args.quiet)
+        try:
+            while (result := results.get()) is not None:
+                out.write(result.image)
+                status.tick(result.latency_ms)
+            session.close(drain=True)
+            while not results.empty():  # the last frames finished after the source ended
+                if (result := results.get_nowait()) is not None:
+                    out.write(result.image)
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+        finally:
+            stop.set()
+        if failure:
+            raise failure[0]
+        status.final(out.frames)
+    if args.output:
+        print(args.output)
+
+
+class _NoSink:
+    """Preview-only runs (no -o): results are counted, not written."""
+
+    frames = 0
+
+    def __enter__(self) -> _NoSink:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def write(self, image) -> None:
+        self.frames += 1
+
+
+class _Status:
+    """One status line a second on stderr: results per second, latency, frames dropped."""
+
+    def __init__(self, session, quiet: bool) -> None:
+        self.session, self.quiet = session, quiet
+        self.latencies: list[float] = []
+        self.count, self.since = 0, time.perf_counter()
+
+    def tick(self, latency_ms: float) -> None:
+        self.latencies.append(latency_ms)
+        self.count += 1
+        now = time.perf_counter()
+        if now - self.since >= 1.0:
+            if not self.quiet:
+                p50 = sorted(self.latencies)[len(self.latencies) // 2]
+                print(f"\rlive: {self.count / (now - self.since):5.1f} fps  latency {p50:5.0f} ms  dropped {self.session.dropped}", end="", file=sys.stderr, flush=True)
+            self.latencies, self.count, self.since = [], 0, now
+
+    def final(self, frames: int) -> None:
+        if not self.quiet:
+            print(f"\rlive: {frames} frames written, {self.session.dropped} dropped", file=sys.stderr)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "live",
+        help="dream a camera, network stream or file live, to a file or a network stream",
+        description="Dream a live source in real time: a camera (V4L2 device), a network stream, or a file played at its own pace.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("input", metavar="INPUT", help="camera device (/dev/video0), stream URL (udp://, srt://, rtmp://, http://) or video file")
+    parser.add_argument("-o", "--output", help="video file (.mp4, .mkv, ...) or stream URL (udp:// or srt:// as MPEG-TS, rtmp:// as FLV); without it the run only shows its status")
+    parser.add_argument("--realtime", action="store_true", help="play a file INPUT at its own frame rate, as a camera would (default: as fast as it decodes)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file (never the input)")
+    parser.add_argument("--objective", help="what to amplify (default: the model's dream layer); see `streamdream layers`")
+    parser.add_argument("--strength", type=number(float, STRENGTH_RANGE), default=STRENGTH, help=f"multiplies the dream step, {STRENGTH_RANGE.span()} (default %(default)s)")
+    parser.add_argument("--temporal-preset", choices=list(PRESETS), help=f"per-frame work (default: {LIVE_PRESET_CPU} on a CPU, {LIVE_PRESET_GPU} on a GPU)")
+    parser.add_argument("--max-side", type=number(int, Range(16, 4096)), default=640, help="shrink frames so the longer side is at most N pixels (default %(default)s)")
+    parser.add_argument("--seed", type=SEED, default=0, help="jitter seed (default %(default)s)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no status line")
+    add_model_options(parser)
+    parser.set_defaults(run=run_live, inputs=(), outputs=())

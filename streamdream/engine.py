@@ -1,0 +1,384 @@
+"""The live engine: one worker thread and one compute lock serve every live stream of a process.
+
+A front end (the web UI, `benchmarks/live.py` through `pipeline.LiveStream`, a script) opens a
+`LiveSession` per camera with `LiveEngine.open` and hands it frames with `submit`, which never
+blocks: the newest frame wins, and a frame replaced before the worker took it is counted in
+`dropped`. Each tick the worker gathers the pending frame of every open session (`_gather`), then
+serves them one after another, round robin, so a busy stream cannot starve a quiet one. Gathering
+is the seam for batching: frames of compatible sessions gathered in one tick could become one batch.
+
+Model work of other kinds (a still, a video render) runs under the same lock through
+`exclusive()`, `run(fn)` or a mode wrapped by `serialized(mode)`; the lock is granted in arrival
+order, so a render and a live stream alternate frame by frame instead of one starving the other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from .errors import StreamdreamError
+from .session import FrameMode, StreamSession, TemporalSettings
+
+T = TypeVar("T")
+
+
+class FairLock:
+    """A non-reentrant lock granted first come, first served (a ticket lock)."""
+
+    def __init__(self) -> None:
+        self._turn = threading.Condition()
+        self._next = 0  # next ticket handed out
+        self._serving = 0  # ticket that holds (or may take) the lock
+        self._abandoned: set[int] = set()  # tickets whose waiter gave up (interrupted)
+
+    def acquire(self) -> None:
+        with self._turn:
+            ticket = self._next
+            self._next += 1
+            try:
+                self._turn.wait_for(lambda: self._serving == ticket)
+            except BaseException:
+                if self._serving == ticket:
+                    self._advance()
+                else:
+                    self._abandoned.add(ticket)
+                raise
+
+    def release(self) -> None:
+        with self._turn:
+            self._advance()
+
+    def _advance(self) -> None:
+        self._serving += 1
+        while self._serving in self._abandoned:
+            self._abandoned.remove(self._serving)
+            self._serving += 1
+        self._turn.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        """How many threads wait for the lock."""
+        with self._turn:
+            return self._next - self._serving - len(self._abandoned) - 1 if self._next > self._serving else 0
+
+    def __enter__(self) -> FairLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+@dataclass(frozen=True)
+class LiveResult:
+    image: np.ndarray
+    latency_ms: float  # from `submit` of its input frame to the result being ready
+    index: int  # position among the session's results
+    frame: int = 0  # the submission number of its input frame (what `LiveSession.submit` returned)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One gathered frame of one session, with the changes to apply before it."""
+
+    session: LiveSession
+    image: np.ndarray
+    frame: int
+    submitted: float
+    changes: dict[str, Any]
+
+
+def _pending_change(name: str, same: Callable[[Any, Any], bool]) -> property:
+    """A `LiveSession` attribute of its stream (`settings`, `mode`) whose new value waits for the engine's thread.
+
+    Reading gives the value the next frame will use; setting a different one queues it.
+    """
+
+    def get(self: LiveSession) -> Any:
+        with self._cond:
+            return self._changes.get(name, getattr(self.stream, name))
+
+    def put(self: LiveSession, value: Any) -> None:
+        with self._cond:
+            if not same(value, get(self)):
+                self._changes[name] = value
+
+    return property(get, put)
+
+
+class LiveSession:
+    """One live stream served by a `LiveEngine`: made by `LiveEngine.open` or `LiveEngine.attach`.
+
+    `submit` never blocks; `wait` blocks until a frame's result (or a newer one) is ready; results
+    also go to `on_result` (on the engine's thread) and to `latest`. Setting `mode` or `settings`, or
+    calling `reset`, takes effect from the next frame the engine takes. After `close`, or after a
+    frame failed (the error is kept in `error` and raised by `wait` and `submit`), no frame of the
+    session is processed any more.
+    """
+
+    def __init__(self, engine: LiveEngine, stream: StreamSession, on_result: Callable[[LiveResult], None] | None) -> None:
+        self.engine = engine
+        self.stream = stream
+        self.on_result = on_result
+        self.latest: LiveResult | None = None
+        self.submitted = 0
+        self.processed = 0
+        self.dropped = 0
+        self.error: BaseException | None = None
+        self.closed = False
+        self._pending: tuple[np.ndarray, int, float] | None = None  # image, frame number, submit time
+        self._changes: dict[str, Any] = {}  # "mode", "settings", "reset": applied on the engine's thread
+        self._busy = False  # the engine is processing one of its frames
+        self._stamps: deque[float] = deque(maxlen=10)  # when its last results were ready
+
+    @property
+    def _cond(self) -> threading.Condition:
+        return self.engine._cond
+
+    def submit(self, image: np.ndarray) -> int:
+        """Hand in the newest frame (H x W x 3 uint8); returns its number, for `wait`."""
+        with self._cond:
+            self._check()
+            if self._pending is not None:
+                self.dropped += 1
+            self.submitted += 1
+            self._pending = (image, self.submitted, time.perf_counter())
+            self._cond.notify_all()
+            return self.submitted
+
+    def wait(self, frame: int | None = None, timeout: float | None = None) -> LiveResult:
+        """The result of frame number `frame` (default: the last submitted) or of a newer frame."""
+        with self._cond:
+            frame = self.submitted if frame is None else frame
+            done = lambda: self.latest is not None and self.latest.frame >= frame  # noqa: E731
+            self._cond.wait_for(lambda: done() or self.error is not None or self.closed, timeout)
+            if done():
+                return self.latest
+            self._check()
+            raise TimeoutError(f"no result for frame {frame} within {timeout} s")
+
+    settings = _pending_change("settings", operator.eq)
+    mode = _pending_change("mode", operator.is_)
+
+    def reset(self) -> None:
+        """The next frame starts afresh (a new objective or painting: the old result does not carry over)."""
+        with self._cond:
+            self._changes["reset"] = True
+
+    def fps(self) -> float:
+        """Results per second over the last few results."""
+        with self._cond:
+            stamps = list(self._stamps)
+        if len(stamps) < 2 or stamps[-1] <= stamps[0]:
+            return 0.0
+        return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+    def close(self, *, drain: bool = False) -> None:
+        """Stop serving the session: a frame still pending is dropped, or with `drain` processed first.
+
+        A frame the engine is working on when `close` is called still finishes (`drain` waits for it).
+        """
+        with self._cond:
+            if drain and threading.current_thread() is not self.engine._thread:
+                self._cond.wait_for(lambda: (self._pending is None and not self._busy) or self.error is not None or self.closed)
+            self.engine._forget(self)
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.closed:
+            raise StreamdreamError("the live session is closed")
+
+    def __enter__(self) -> LiveSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class LiveEngine:
+    """Serves live sessions on one worker thread; owns the compute lock. One per process (`shared_engine`)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()  # guards the sessions and everything they hand to the worker
+        self._sessions: list[LiveSession] = []  # in serving order: the next tick starts with the first
+        self._lock = FairLock()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    # ---- live sessions
+
+    def open(self, mode: FrameMode, settings: TemporalSettings | None = None, *, seed: int | None = 0,
+             on_result: Callable[[LiveResult], None] | None = None) -> LiveSession:
+        """A new live stream through `mode`, with its own warm state."""
+        return self.attach(StreamSession(mode, settings, seed=seed), on_result=on_result)
+
+    def attach(self, stream: StreamSession, *, on_result: Callable[[LiveResult], None] | None = None) -> LiveSession:
+        """Serve an existing stream session (its warm state and settings) as a live stream."""
+        with self._cond:
+            if self._stopping:
+                raise StreamdreamError("the live engine is closed")
+            session = LiveSession(self, stream, on_result)
+            self._sessions.append(session)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="streamdream-live", daemon=True)
+                self._thread.start()
+            return session
+
+    @property
+    def sessions(self) -> tuple[LiveSession, ...]:
+        with self._cond:
+            return tuple(self._sessions)
+
+    def close(self) -> None:
+        """Close every session and stop the worker."""
+        with self._cond:
+            self._stopping = True
+            for session in list(self._sessions):
+                self._forget(session)
+            self._cond.notify_all()  # the worker may be waiting with no session left to forget
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def __enter__(self) -> LiveEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ---- other model work, under the same lock
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Run the model work inside the block with nothing else on the model (waits its turn)."""
+        with self._lock:
+            yield
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)` under the compute lock."""
+        with self._lock:
+            return fn(*args, **kwargs)
+
+    def serialized(self, mode: FrameMode) -> FrameMode:
+        """`mode` with each frame's model work under the compute lock: a render takes turns with live frames."""
+        return _Serialized(mode, self._lock)
+
+    @property
+    def waiting(self) -> int:
+        """How many threads (the live worker, renders) wait for the compute lock."""
+        return self._lock.waiting
+
+    # ---- the worker
+
+    def _forget(self, session: LiveSession) -> None:  # under self._cond
+        session.closed = True
+        if session._pending is not None:
+            session._pending = None
+            session.dropped += 1
+        if session in self._sessions:
+            self._sessions.remove(session)
+        self._cond.notify_all()
+
+    def _gather(self) -> list[_Job]:
+        """Wait for frames; take the pending frame of every open session (empty: the engine stops).
+
+        The batching seam: today the jobs are served one after another; frames of sessions with the
+        same mode and size could be stacked here and optimized as one batch. The served sessions move
+        to the back of the serving order, so each tick starts with the ones served longest ago.
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: self._stopping or any(s._pending is not None for s in self._sessions))
+            if self._stopping:
+                return []
+            jobs = []
+            for session in self._sessions:
+                if session._pending is not None:
+                    image, frame, submitted = session._pending
+                    jobs.append(_Job(session, image, frame, submitted, session._changes))
+                    session._pending, session._changes, session._busy = None, {}, True
+            served = [job.session for job in jobs]
+            self._sessions = [s for s in self._sessions if s not in served] + served
+            return jobs
+
+    def _work(self) -> None:
+        try:
+            while jobs := self._gather():
+                for job in jobs:
+                    self._serve(job)
+        finally:  # stopped (or, by a bug, crashed): nobody waits for a frame that will never come
+            with self._cond:
+                self._stopping = True
+                for session in list(self._sessions):
+                    self._forget(session)
+
+    def _serve(self, job: _Job) -> None:
+        session, stream = job.session, job.session.stream
+        try:
+            if session.closed:  # closed after its frame was gathered
+                return
+            if "mode" in job.changes:
+                stream.mode = job.changes["mode"]
+            if "settings" in job.changes:
+                stream.settings = job.changes["settings"]
+            if job.changes.get("reset"):
+                stream.reset()
+            prepared = stream.prepare(job.image)  # the flow, outside the lock
+            with self._lock:
+                out = stream.process(prepared)
+            with self._cond:
+                result = LiveResult(out, 1000 * (time.perf_counter() - job.submitted), session.processed, job.frame)
+                session.latest = result
+                session.processed += 1
+                session._stamps.append(time.perf_counter())
+                self._cond.notify_all()
+            if session.on_result is not None:
+                session.on_result(result)
+        except BaseException as error:  # noqa: BLE001 - kept for the session's owner; the engine serves the others
+            with self._cond:
+                session.error = error
+                self._forget(session)
+        finally:
+            with self._cond:
+                session._busy = False
+                self._cond.notify_all()
+
+
+class _Serialized:
+    """A frame mode whose `first_frame` / `next_frame` run under a compute lock."""
+
+    def __init__(self, mode: FrameMode, lock: FairLock) -> None:
+        self.mode = mode
+        self.device: torch.device = mode.device
+        self._lock = lock
+
+    def first_frame(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        with self._lock:
+            return self.mode.first_frame(*args, **kwargs)
+
+    def next_frame(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        with self._lock:
+            return self.mode.next_frame(*args, **kwargs)
+
+
+_SHARED: LiveEngine | None = None
+_SHARED_LOCK = threading.Lock()  # guards creating the shared engine
+
+
+def shared_engine() -> LiveEngine:
+    """The process's live engine (made on first use): front ends that share a model share this."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            _SHARED = LiveEngine()
+        return _SHARED

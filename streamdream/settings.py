@@ -1,0 +1,209 @@
+"""Every default number and every allowed range, written once: the CLI, the web UI and the API read them here.
+
+Each mode's settings are a frozen dataclass whose fields carry their default, a one-line help and
+their range. The dataclass checks its values when built, so `Dreamer(step=float("nan"))`, a CLI
+option and a UI slider all meet the same rule; the CLI builds its options from the fields (flags,
+types, `--help` text and the "(default N)" it shows), and the UI's sliders take their bounds from
+the same ranges. Importing this module costs nothing (no torch), so `--help` stays quick.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any
+
+from .errors import StreamdreamError
+
+# The largest picture side and area anything accepts: past these a dream would not fit a machine's
+# memory (a 16384 px square is 1 GB of float pixels before any activation), and the image loader
+# refuses such files anyway (decompression bombs).
+MAX_SIDE = 16384
+MAX_PIXELS = 250_000_000
+MIN_SIDE = 16
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a number: [low, high], or (above, high] when `above` is given; always finite."""
+
+    low: float | None = None
+    high: float | None = None
+    above: float | None = None
+
+    def allows(self, value: float) -> bool:
+        return (
+            math.isfinite(value)
+            and (self.low is None or value >= self.low)
+            and (self.high is None or value <= self.high)
+            and (self.above is None or value > self.above)
+        )
+
+    def span(self) -> str:
+        """E.g. "from 1 to 12", "above 1 and at most 4", "at least 0"."""
+        if self.above is not None:
+            return f"above {self.above:g}" + (f" and at most {self.high:g}" if self.high is not None else "")
+        if self.high is None:
+            return f"at least {self.low:g}"
+        return f"from {self.low:g} to {self.high:g}"
+
+    def describe(self, integer: bool) -> str:
+        """E.g. "a whole number from 1 to 12", "a number above 1 and at most 4"."""
+        return f"{'a whole number' if integer else 'a number'} {self.span()}"
+
+
+SEED_RANGE = Range(0, 2**63 - 1)
+
+
+def setting(default: Any, help: str, *, low: float | None = None, high: float | None = None, above: float | None = None, choices: tuple[str, ...] | None = None, flag: str | None = None) -> Any:
+    """A dataclass field with its help, its range (numbers) or choices (strings), and its CLI flag if not the field's name."""
+    bounds = Range(low, high, above) if (low, high, above) != (None, None, None) else None
+    return field(default=default, metadata={"help": help, "range": bounds, "choices": choices, "flag": flag})
+
+
+class Settings:
+    """Validation and small conveniences shared by every settings dataclass."""
+
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if value is None or isinstance(value, bool):
+                continue
+            bounds, choices = spec.metadata.get("range"), spec.metadata.get("choices")
+            if bounds is not None and not (isinstance(value, (int, float)) and bounds.allows(value)):
+                integer = isinstance(spec.default, int)
+                raise StreamdreamError(f"{spec.name.replace('_', ' ')} must be {bounds.describe(integer)}, got {value!r}")
+            if choices is not None and value not in choices:
+                raise StreamdreamError(f"{spec.name.replace('_', ' ')} must be one of {', '.join(choices)}, got {value!r}")
+
+    def with_(self, **changes: Any):
+        """A copy with the given fields changed; None means "keep" (unset CLI options pass through)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        spec = next(f for f in fields(cls) if f.name == name)
+        return None if spec.default is MISSING else spec.default
+
+    @classmethod
+    def bounds(cls, name: str) -> Range:
+        return next(f for f in fields(cls) if f.name == name).metadata["range"]
+
+
+@dataclass(frozen=True)
+class DreamSettings(Settings):
+    """A DeepDream: octave pyramid and normalized gradient ascent (defaults for EfficientNet-Lite0)."""
+
+    octaves: int = setting(4, "octave pyramid levels", low=1, high=12)
+    octave_scale: float = setting(1.4, "size ratio between octaves", above=1.0, high=4.0)
+    iterations: int = setting(10, "gradient steps per octave", low=1, high=100_000)
+    step: float | None = setting(None, "step size in pixel units of [0, 1] (default: the model's)", above=0.0, high=10.0)
+    jitter: int = setting(32, "random shift in pixels before each step", low=0, high=1024)
+    tile: int = setting(512, "gradient tile size in pixels; lower it to save memory", low=64, high=MAX_SIDE)
+    lapnorm: bool = setting(False, "Laplacian-pyramid gradient normalization (smoother, larger features)")
+
+
+@dataclass(frozen=True)
+class StyleSettings(Settings):
+    """Gatys neural style: loss weights and the optimization (defaults tuned on EfficientNet-Lite0)."""
+
+    style_weight: float = setting(10.0, "weight of the style loss; 0 reconstructs the content only", low=0)
+    content_weight: float = setting(1.0, "weight of the content loss", low=0)
+    tv_weight: float = setting(5.0, "weight of the total-variation smoothness loss", low=0)
+    temporal_weight: float = setting(200.0, "videos: weight of staying on the carried previous result", low=0)
+    layer_weight_exp: float = setting(1.0, "style layer i is weighted exp**i: above 1 favours coarse, below 1 fine texture", above=0.0, high=10.0, flag="--style-layer-weight-exp")
+    style_scale: float = setting(1.0, "see the style at this multiple of the content's size; bigger strokes above 1", above=0.0, high=8.0)
+    optimizer: str = setting("adam", "optimizer", choices=("adam", "lbfgs"))
+    iterations: int = setting(60, "optimizer steps per octave (stills)", low=1, high=100_000)
+    lr: float = setting(0.02, "Adam learning rate in pixel units of [0, 1]", above=0.0, high=1.0)
+    octaves: int = setting(3, "coarse-to-fine levels for stills", low=1, high=12)
+    octave_scale: float = setting(2.0, "size ratio between octaves", above=1.0, high=4.0)
+    frame_steps: int = setting(8, "videos: Adam steps per frame iteration (an Adam step moves a pixel by about --lr, far less than a dream step)", low=1, high=1000)
+    preserve_colors: bool = setting(False, "keep the content's colours; take only the result's luminance")
+    pooling: str = setting("avg", "VGG: average pooling as in Gatys et al., or the network's max pooling", choices=("avg", "max"))
+
+
+@dataclass(frozen=True)
+class TemporalSettings(Settings):
+    """How frames after the first are made (defaults chosen by `benchmarks/temporal.py`)."""
+
+    carry: float = setting(0.9, "share of the previous frame's result carried along the flow; below 1 a long clip settles instead of burning in", low=0.0, high=1.0)
+    frame_iterations: int = setting(3, "iterations per octave for frames after the first", low=0, high=1000)
+    frame_octaves: int = setting(2, "octaves for frames after the first", low=1, high=12)
+    flow: str = setting("dis", "optical flow for carrying the previous result", choices=("dis", "none"))
+    flow_preset: str = setting("fast", "DIS optical flow preset", choices=("ultrafast", "fast", "medium"))
+    flow_scale: float = setting(0.5, "compute flow at this fraction of the frame size", above=0.0, high=1.0)
+    check: bool = setting(True, "forward-backward consistency mask (Ruder et al. 2016)")
+    independent: bool = setting(False, "dream every frame from scratch with the still settings (flickers; the baseline)")
+    scene_cut: float = setting(0.3, "below this share of trusted flow pixels the carry is dropped (a cut)", low=0.0, high=1.0)
+    fresh_start: str = setting("still", "first frames and cuts: full still quality, or the frame settings with nothing carried", choices=("still", "frame"))
+
+
+PRESETS: dict[str, TemporalSettings] = {
+    # Live on a CPU: one cheap step per frame, coarse fast flow, and no multi-second still dream on
+    # the first frame or after a cut (the picture would freeze); the dream builds up over frames.
+    "fast": TemporalSettings(frame_iterations=1, frame_octaves=1, flow_preset="ultrafast", flow_scale=0.5, fresh_start="frame"),
+    "balanced": TemporalSettings(),
+    "quality": TemporalSettings(frame_iterations=5, frame_octaves=3, flow_preset="medium", flow_scale=1.0),
+}
+DEFAULT_PRESET = "balanced"
+LIVE_PRESET_CPU = "fast"
+LIVE_PRESET_GPU = "balanced"
+
+# Live and web-UI strength: a multiplier of the dream step (or of the style weight), 1 = the defaults.
+STRENGTH = 1.0
+STRENGTH_RANGE = Range(above=0.0, high=4.0)
+
+
+def preset(name: str) -> TemporalSettings:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise StreamdreamError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}") from None
+
+
+@dataclass(frozen=True)
+class OutputSettings(Settings):
+    """How results are written."""
+
+    max_side: int | None = setting(None, "resize the input so its longer side is N pixels first (videos: at most N)", low=MIN_SIDE, high=MAX_SIDE)
+    quality: int = setting(95, "JPEG/WebP quality", low=1, high=100)
+    crf: int = setting(18, "H.264/VP9 quality, lower is better", low=0, high=51)
+    preset: str = setting("medium", "x264 encoder speed preset", choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"))
+
+
+@dataclass(frozen=True)
+class FoolSettings(Settings):
+    """Fooling images (I-FGSM), in 0-255 pixel levels as people count them."""
+
+    epsilon: float = setting(8.0, "largest change of any pixel, in 0-255 levels", above=0.0, high=255.0)
+    step: float = setting(1.0, "change per iteration, in 0-255 levels", above=0.0, high=255.0)
+    iterations: int = setting(200, "give up after this many steps", low=1, high=100_000)
+
+
+@dataclass(frozen=True)
+class ClassVizSettings(Settings):
+    """Class visualization from noise (Simonyan et al.; cs231n)."""
+
+    size: int = setting(224, "side of the square image in pixels", low=MIN_SIDE, high=4096)
+    octaves: int = setting(3, "octave pyramid levels", low=1, high=12)
+    octave_scale: float = setting(1.4, "size ratio between octaves", above=1.0, high=4.0)
+    iterations: int = setting(20, "steps per octave", low=1, high=100_000)
+    step: float = setting(0.03, "step size in pixel units of [0, 1]", above=0.0, high=10.0)
+    jitter: int = setting(16, "random shift in pixels before each step", low=0, high=1024)
+    l2: float = setting(1000.0, "weight of the pull toward grey", low=0)
+    blur_every: int = setting(5, "blur the image every N steps", low=1, high=1000)
+    blur_sigma: float = setting(0.5, "Gaussian blur sigma in pixels", above=0.0, high=10.0)
+
+
+@dataclass(frozen=True)
+class InvertSettings(Settings):
+    """Feature inversion (Mahendran & Vedaldi 2015)."""
+
+    iterations: int = setting(100, "optimizer steps", low=1, high=100_000)
+    tv: float = setting(0.02, "total-variation weight", low=0)
+    l2: float = setting(0.01, "weight of the pull toward grey", low=0)
+    method: str = setting("lbfgs", "optimizer", choices=("lbfgs", "adam"))
+    lr: float = setting(0.05, "Adam learning rate", above=0.0, high=1.0)
+    max_side: int = setting(256, "resize the input so its longer side is N pixels first; 0 keeps it", low=0, high=MAX_SIDE)
+

@@ -1,0 +1,202 @@
+"""The live engine: every open session is served, the newest frame wins, closing stops a session,
+other model work takes turns on the same lock. Deterministic: frames wait at gates the tests open."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from streamdream.engine import FairLock, LiveEngine
+from streamdream.errors import StreamdreamError
+from streamdream.session import TemporalSettings
+
+CARRY_IN_PLACE = TemporalSettings(flow="none")  # no optical flow: frames are flat test patterns
+
+
+def frame(value: int) -> np.ndarray:
+    """A flat frame whose pixel value names it."""
+    return np.full((8, 8, 3), value, np.uint8)
+
+
+class Gated:
+    """A pass-through mode that records the frames it sees; with `gated`, each waits at a gate."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, gated: bool = True) -> None:
+        self.gated = gated
+        self.seen: list[tuple[str, int, float | None]] = []  # kind, frame value, carry
+        self.entered = threading.Semaphore(0)
+        self.gate = threading.Semaphore(0)
+
+    def _frame(self, kind: str, image: torch.Tensor, carry: float | None) -> torch.Tensor:
+        self.entered.release()
+        if self.gated:
+            assert self.gate.acquire(timeout=30), "the test never opened the gate"
+        self.seen.append((kind, round(float(image[0, 0, 0, 0]) * 255), carry))
+        return image
+
+    def first_frame(self, image, generator):
+        return self._frame("first", image, None)
+
+    def next_frame(self, image, previous_input, previous_output, motion, settings, generator):
+        return self._frame("next", image, settings.carry)
+
+    def busy(self) -> None:
+        """Wait until a frame has started (and is held at the gate, when gated)."""
+        assert self.entered.acquire(timeout=30), "no frame started"
+
+    def values(self) -> list[int]:
+        return [value for _, value, _ in self.seen]
+
+
+def until(condition, timeout: float = 30.0) -> None:
+    """Wait for another thread to reach a state (a safety timeout, not a timing assumption)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the state was never reached"
+        time.sleep(0.001)
+
+
+@pytest.fixture
+def engine():
+    with LiveEngine() as engine:
+        yield engine
+
+
+def test_every_session_is_served_and_a_busy_one_cannot_starve_a_quiet_one(engine):
+    mode = Gated()
+    busy, quiet = engine.open(mode, CARRY_IN_PLACE), engine.open(mode, CARRY_IN_PLACE)
+    busy.submit(frame(1))
+    mode.busy()  # frame 1 of the busy session is being processed
+    busy.submit(frame(2))
+    quiet.submit(frame(101))
+    mode.gate.release()
+    mode.busy()  # the next tick has gathered both waiting frames
+    busy.submit(frame(3))  # the busy session keeps sending
+    mode.gate.release(3)
+    assert busy.wait().image[0, 0, 0] == 3 and quiet.wait().image[0, 0, 0] == 101
+    assert mode.values() == [1, 101, 2, 3]  # the quiet session's frame went first in the tick after the busy one was served
+    assert (busy.processed, busy.dropped, quiet.processed, quiet.dropped) == (3, 0, 1, 0)
+
+
+def test_the_newest_frame_wins_and_stale_ones_are_counted_per_session(engine):
+    mode = Gated()
+    camera, other = engine.open(mode, CARRY_IN_PLACE), engine.open(mode, CARRY_IN_PLACE)
+    other.submit(frame(200))
+    mode.busy()  # the worker is held on the other session's frame
+    numbers = [camera.submit(frame(v)) for v in (10, 11, 12, 13)]
+    mode.gate.release(2)
+    result = camera.wait(numbers[0])  # asking for frame 10 gets the newest one that replaced it
+    assert result.image[0, 0, 0] == 13 and result.frame == numbers[-1] == 4
+    assert (camera.processed, camera.dropped, other.dropped) == (1, 3, 0)
+    assert mode.values() == [200, 13]
+
+
+def test_closing_a_session_stops_it(engine):
+    mode = Gated()
+    closing = engine.open(mode, CARRY_IN_PLACE)
+    closing.submit(frame(1))
+    mode.busy()
+    closing.submit(frame(2))  # waiting when the session closes: never processed
+    closing.close()
+    assert engine.sessions == ()
+    with pytest.raises(StreamdreamError, match="closed"):
+        closing.submit(frame(3))
+    mode.gate.release()  # frame 1, already started, finishes
+    staying = engine.open(mode, CARRY_IN_PLACE)
+    staying.submit(frame(50))
+    mode.gate.release()
+    staying.wait()
+    assert mode.values() == [1, 50]  # frame 2 was dropped with its session
+    assert closing.dropped == 1
+
+
+def test_a_failing_session_reports_its_error_and_the_others_keep_going(engine):
+    class Broken(Gated):
+        def first_frame(self, image, generator):
+            raise RuntimeError("boom")
+
+    broken, fine = engine.open(Broken(gated=False), CARRY_IN_PLACE), engine.open(Gated(gated=False), CARRY_IN_PLACE)
+    broken.submit(frame(1))
+    with pytest.raises(RuntimeError, match="boom"):
+        broken.wait()
+    with pytest.raises(RuntimeError, match="boom"):
+        broken.submit(frame(2))
+    fine.submit(frame(3))
+    assert fine.wait().image[0, 0, 0] == 3
+    assert engine.sessions == (fine,)
+
+
+def test_settings_mode_and_reset_apply_from_the_next_frame(engine):
+    first, second = Gated(gated=False), Gated(gated=False)
+    live = engine.open(first, CARRY_IN_PLACE)
+    live.wait(live.submit(frame(1)))
+    live.settings = CARRY_IN_PLACE.with_(carry=0.5)
+    live.wait(live.submit(frame(2)))
+    live.mode = second  # e.g. a new strength: the warm state carries over
+    live.wait(live.submit(frame(3)))
+    live.reset()  # e.g. a new objective: start afresh
+    live.wait(live.submit(frame(4)))
+    assert first.seen == [("first", 1, None), ("next", 2, 0.5)]
+    assert second.seen == [("next", 3, 0.5), ("first", 4, None)]
+    assert live.settings.carry == 0.5 and live.stream.frames == 4
+
+
+def test_exclusive_work_holds_live_frames_back(engine):
+    mode = Gated(gated=False)
+    live = engine.open(mode, CARRY_IN_PLACE)
+    with engine.exclusive():  # a still being dreamed
+        number = live.submit(frame(7))
+        until(lambda: engine.waiting == 1)  # the live worker waits for the lock
+        assert mode.seen == []
+    assert live.wait(number).image[0, 0, 0] == 7
+
+
+def test_a_serialized_mode_takes_turns_with_live_frames(engine):
+    render = Gated(gated=False)
+    serialized = engine.serialized(render)
+    assert serialized.device == render.device
+    done = threading.Event()
+    with engine.exclusive():
+        worker = threading.Thread(target=lambda: (serialized.first_frame(torch.zeros(1, 3, 4, 4), None), done.set()))
+        worker.start()
+        until(lambda: engine.waiting == 1)
+        assert not done.is_set() and render.seen == []
+    worker.join(timeout=30)
+    assert done.is_set() and render.seen == [("first", 0, None)]
+    assert engine.run(lambda a, b=0: a + b, 2, b=3) == 5
+
+
+def test_the_compute_lock_is_granted_in_arrival_order():
+    lock, order = FairLock(), []
+
+    def take(name: str) -> None:
+        with lock:
+            order.append(name)
+
+    with lock:
+        threads = []
+        for name in ("first", "second", "third"):
+            threads.append(threading.Thread(target=take, args=(name,)))
+            threads[-1].start()
+            until(lambda: lock.waiting == len(threads))
+    for thread in threads:
+        thread.join(timeout=30)
+    assert order == ["first", "second", "third"]
+    assert lock.waiting == 0
+
+
+def test_a_closed_engine_stops_its_worker_and_refuses_sessions():
+    engine = LiveEngine()
+    live = engine.open(Gated(gated=False), CARRY_IN_PLACE)
+    live.wait(live.submit(frame(1)))
+    worker = engine._thread
+    engine.close()
+    assert not worker.is_alive() and live.closed
+    with pytest.raises(StreamdreamError, match="closed"):
+        engine.open(Gated(gated=False))
