@@ -2,14 +2,21 @@
 
 A thin front end over the library. Design points:
 
-* Per-session state. Every browser session gets its own `StreamSession` (warm state of its live
-  stream), held in a `gr.State`; outputs are written into a fresh folder per request under the
-  app's own work folder. Nothing is shared between users except the read-only models.
-* Compute is serialized. One process-wide lock is taken around each frame / still dream (the
-  wrapped mode below), so a live stream, a video render and a still never run the model at the
-  same time, and a long render cannot starve a live stream for more than one frame. On top of
-  that, the queue's concurrency limits bound how many renders and streams are admitted; the
-  others wait in Gradio's queue, which shows their position.
+* Live goes through the live engine (`streamdream.engine.LiveEngine`, the one `benchmarks/live.py`
+  measures through `pipeline.LiveStream`): each browser session's webcam is a session on the app's
+  engine, which keeps the newest frame, serves every open stream in turn and owns the compute lock.
+  The Still and Video tabs run their model work under that same lock (`engine.exclusive()`,
+  `engine.serialized(mode)`), frame by frame, so a long render cannot starve a live stream for more
+  than one frame. No lock lives in the front end.
+* Per-session state. Every browser session gets its own live session (warm state of its stream),
+  held in a `gr.State` and closed when the browser session ends or its stream sits idle; outputs are
+  written into a fresh folder per request under the app's own work folder. Nothing is shared
+  between users except the read-only models. The queue's concurrency limits bound how many renders
+  and streams are admitted; the others wait in Gradio's queue, which shows their position.
+* Controls follow the mode (`ui_modes.mode_view`): a dream shows its objective, style mode its
+  painting upload and a "style weight"; buttons and labels say "Dream" or "Paint". The Live tab starts
+  at `settings.LIVE_STRENGTH` so a first visitor sees a plain dream within seconds, shown as large as
+  the camera preview.
 * Limits with clear messages: upload size (Gradio `max_file_size`), video duration, and the
   resolution (bigger inputs are downscaled with a notice).
 """
@@ -17,14 +24,13 @@ A thin front end over the library. Design points:
 from __future__ import annotations
 
 import atexit
-import functools
 import os
 import shutil
 import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamdream  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
@@ -34,26 +40,26 @@ import numpy as np
 import torch
 
 from streamdream.convert import to_rgb, to_tensor
-from streamdream.dream import Dreamer
+from streamdream.engine import LiveEngine, LiveSession, shared_engine
 from streamdream.errors import StreamdreamError
 from streamdream.io.images import load_image, resize_max_side, save_image
-from streamdream.models import DEFAULT_MODEL, create_model, list_models
+from streamdream.models import DEFAULT_MODEL, create_model
 from streamdream.optimize import make_generator
-from streamdream.session import PRESETS, StreamSession, TemporalSettings, preset
-from streamdream.style import Stylizer
+from streamdream.settings import DEFAULT_PRESET, LIVE_PRESET_CPU, LIVE_STRENGTH, PRESETS, STRENGTH, STRENGTH_RANGE, DreamSettings, preset
+
+from .ui_modes import MODES, TOOLS, available_models, frame_mode, layers, live_mode, mode_view, stream_settings, video_mode
 
 # ---- limits (module constants so a deployment can tune them; tests shrink them through build_app)
 MAX_UPLOAD = "200mb"  # Gradio refuses bigger uploads with a clear message
 MAX_VIDEO_SECONDS = 60.0
 MAX_STILL_SIDE = 2048  # hard cap; the slider picks the working size below it
 LIVE_TIME_LIMIT = 300  # seconds a live stream may run before it stops (the user can restart it)
-STREAM_STYLE = (2, 30)  # (octaves, iterations) of a style stream's first frame; later frames are warm-started
-MODES = ("dream", "style")
-TOOLS = ("saliency", "fool", "classviz", "invert")  # Still tab only: the image-gradient tools
+LIVE_IDLE_SECONDS = 120  # a live session that got no frame for this long is closed (its warm state freed)
 LIVE_STREAMS = 2  # live streams admitted at once; more wait in the queue
 RENDERS = 1  # still/video jobs admitted at once
-
-_COMPUTE = threading.Lock()  # serializes model work across all sessions and endpoints
+LIVE_VIEW_HEIGHT = 360  # px: the camera preview and the live dream are shown at this same height
+# A live frame is small (240 px on a CPU); stretch the dream over its whole box, like the camera's preview.
+CSS = "#live-output img { width: 100%; height: 100%; object-fit: contain; }"
 
 
 def _cuda() -> bool:
@@ -65,93 +71,21 @@ def live_max_side() -> int:
     return 480 if _cuda() else 240
 
 
-# ---------------------------------------------------------------- models and modes
-
-
-def available_models() -> list[str]:
-    names = [entry.name for entry in list_models() if entry.weights_path() is not None]
-    return names or [DEFAULT_MODEL]
-
-
-@functools.lru_cache(maxsize=4)
-def _layers(model: str) -> tuple[str, ...]:
-    return tuple(create_model(model, device="cpu").public_layers())
-
-
-@functools.lru_cache(maxsize=16)
-def _dreamer(model: str, objective: str, strength: float, octaves: int, iterations: int) -> Dreamer:
-    backbone = create_model(model, device="auto")
-    step = backbone.defaults.dream_step * strength
-    return Dreamer(backbone, objective or None, octaves=octaves, iterations=iterations, step=step, device=backbone.mean.device)
-
-
-def dreamer(model: str, objective: str, strength: float, octaves: int = 4, iterations: int = 10) -> Dreamer:
-    try:
-        return _dreamer(model or DEFAULT_MODEL, (objective or "").strip(), round(float(strength), 3), int(octaves), int(iterations))
-    except StreamdreamError as exc:
-        raise gr.Error(str(exc)) from None
-
-
-@functools.lru_cache(maxsize=8)
-def _stylizer(model: str, style_path: str, strength: float, octaves: int, iterations: int) -> Stylizer:
-    return Stylizer([style_path], model=model, style_weight=10.0 * strength, octaves=octaves, iterations=iterations, device="auto")
-
-
-def frame_mode(kind: str, model: str, objective: str, strength: float, style_path: str | None, octaves: int, iterations: int):
-    """The mode a tab runs: a `Dreamer`, or a `Stylizer` of the uploaded painting (strength scales the style weight)."""
-    if kind != "style":
-        return dreamer(model, objective, strength, octaves, iterations)
-    if not style_path:
-        raise gr.Error("style mode needs a style painting: upload one")
-    try:
-        return _stylizer(model or DEFAULT_MODEL, str(style_path), round(float(strength), 3), int(octaves), int(iterations))
-    except StreamdreamError as exc:
-        raise gr.Error(str(exc)) from None
-
-
-class Serialized:
-    """A frame mode whose model work runs under the process-wide compute lock."""
-
-    def __init__(self, mode) -> None:
-        self.mode = mode
-        self.device = mode.device
-
-    def first_frame(self, *args, **kwargs):
-        with _COMPUTE:
-            return self.mode.first_frame(*args, **kwargs)
-
-    def next_frame(self, *args, **kwargs):
-        with _COMPUTE:
-            return self.mode.next_frame(*args, **kwargs)
-
-
 # ---------------------------------------------------------------- per-session state
 
 
 @dataclass
 class LiveState:
-    """One browser session's live stream: its warm session and its frame clock."""
+    """One browser session's live stream: its session on the live engine and what it was opened for."""
 
-    session: StreamSession | None = None
+    session: LiveSession | None = None
     key: tuple = ()
-    stamps: list[float] = field(default_factory=list)
-    latency_ms: float = 0.0
-
-    def fps(self) -> float:
-        recent = self.stamps[-10:]
-        if len(recent) < 2 or recent[-1] <= recent[0]:
-            return 0.0
-        return (len(recent) - 1) / (recent[-1] - recent[0])
 
 
-_CANCELS: dict[str, threading.Event] = {}  # session hash -> "stop my render"
-_CANCELS_LOCK = threading.Lock()
-
-
-def _cancel_event(request: gr.Request | None) -> threading.Event:
-    key = getattr(request, "session_hash", None) or "anonymous"
-    with _CANCELS_LOCK:
-        return _CANCELS.setdefault(key, threading.Event())
+def close_live(state: LiveState | None) -> None:
+    """`gr.State`'s delete callback: the browser session ended or its stream went idle."""
+    if isinstance(state, LiveState) and state.session is not None:
+        state.session.close()
 
 
 class Cancelled(Exception):
@@ -162,7 +96,7 @@ class App:
     """The app's folders and limits (one per `build_app`)."""
 
     def __init__(self, workdir: str | os.PathLike | None = None, *, max_video_seconds: float = MAX_VIDEO_SECONDS,
-                 live_time_limit: int = LIVE_TIME_LIMIT) -> None:
+                 live_time_limit: int = LIVE_TIME_LIMIT, engine: LiveEngine | None = None) -> None:
         if workdir is None:
             workdir = tempfile.mkdtemp(prefix="streamdream-ui-")
             atexit.register(shutil.rmtree, workdir, ignore_errors=True)
@@ -172,6 +106,12 @@ class App:
         self.outputs.mkdir(exist_ok=True)
         self.max_video_seconds = max_video_seconds
         self.live_time_limit = live_time_limit
+        self.engine = engine or shared_engine()  # every tab's model work runs on it
+        self._cancels: dict[str, threading.Event] = {}  # session hash -> "stop my render"
+
+    def cancel_event(self, request: gr.Request | None) -> threading.Event:
+        key = getattr(request, "session_hash", None) or "anonymous"
+        return self._cancels.setdefault(key, threading.Event())  # atomic: no lock needed
 
     def output_folder(self) -> Path:
         folder = self.outputs / uuid.uuid4().hex
@@ -196,7 +136,7 @@ class App:
         return paths
 
     def example_videos(self) -> list[str]:
-        from samples.make import make_clip
+        from streamdream.samples.make import make_clip
 
         path = self.workdir / "examples" / "pan.mp4"
         if not path.exists():
@@ -208,44 +148,43 @@ class App:
 # ---------------------------------------------------------------- live
 
 
-def live_settings(preset_name: str, carry: float, iterations: int) -> TemporalSettings:
-    try:
-        return preset(preset_name or "fast").with_(carry=float(carry), frame_iterations=int(iterations))
-    except StreamdreamError as exc:
-        raise gr.Error(str(exc)) from None
-
-
 def live_frame(frame, model, objective, strength, iterations, carry, preset_name, state: LiveState | None,
-               kind: str = "dream", style_path: str | None = None):
-    """One webcam frame in, its dream out, plus the fps/latency readout. Called per streamed frame."""
+               kind: str = "dream", style_path: str | None = None, *, engine: LiveEngine | None = None):
+    """One webcam frame in, its dream out, plus the fps/latency readout. Called per streamed frame.
+
+    The frame goes to this browser session's stream on the live engine (default: the process's
+    shared one) and the call returns with its result, or with a newer frame's if one replaced it.
+    The controls apply to the running stream from this frame on; a new strength keeps the warm
+    state, a new mode, model, objective or painting starts afresh.
+    """
     state = state if isinstance(state, LiveState) else LiveState()
     if frame is None:
         return None, state, "waiting for the camera"
     frame = np.ascontiguousarray(frame[..., :3])
     if max(frame.shape[:2]) > live_max_side():  # shrink big camera frames; never blow small ones up
         frame = resize_max_side(frame, live_max_side())
-    mode = frame_mode(kind, model, objective, strength, style_path, *((1, 1) if kind != "style" else STREAM_STYLE))
-    settings = live_settings(preset_name, carry, iterations)
+    mode = live_mode(kind, model, objective, strength, style_path)
+    settings = stream_settings(preset_name, carry, iterations)
     key = (kind, model, objective, style_path)
-    if state.session is None:
-        state.session = StreamSession(Serialized(mode), settings, seed=0)
+    engine = engine or shared_engine()
+    live = state.session
+    if live is None or live.closed or live.engine is not engine:
+        live = state.session = engine.open(mode, settings, seed=0)
     else:
         if key != state.key:
-            state.session.reset()  # a new mode, model, objective or painting: the old result does not carry over
-        state.session.mode = Serialized(mode)  # a new strength keeps the warm state
-        if state.session.settings != settings:
-            state.session.settings = settings
+            live.reset()
+        live.mode, live.settings = mode, settings
     state.key = key
-    started = time.perf_counter()
-    out = state.session.process(frame)
-    state.latency_ms = 1000 * (time.perf_counter() - started)
-    state.stamps = (state.stamps + [time.perf_counter()])[-20:]
-    t = state.session.timings
+    try:
+        result = live.wait(live.submit(frame))
+    except StreamdreamError as exc:
+        raise gr.Error(str(exc)) from None
+    t = live.stream.timings
     readout = (
-        f"fps {state.fps():.1f} · latency {state.latency_ms:.0f} ms (flow {t.flow_ms:.0f}, dream {t.optimize_ms:.0f})"
-        f" · {frame.shape[1]}x{frame.shape[0]} · frame {state.session.frames}"
+        f"fps {live.fps():.1f} · latency {result.latency_ms:.0f} ms (flow {t.flow_ms:.0f}, dream {t.optimize_ms:.0f})"
+        f" · {frame.shape[1]}x{frame.shape[0]} · frame {live.processed}" + (f" · {live.dropped} dropped" if live.dropped else "")
     )
-    return out, state, readout
+    return result.image, state, readout
 
 
 def preset_values(preset_name: str):
@@ -301,12 +240,11 @@ def dream_still(path, model, objective, strength, octaves, iterations, max_side,
         raise gr.Error("upload a picture first")
     started = time.perf_counter()
     if kind in TOOLS:
-        with _COMPUTE:
-            out, about = image_tool(kind, rgb, model, objective, class_index, int(seed))
+        out, about = app.engine.run(image_tool, kind, rgb, model, objective, class_index, int(seed))
         note = f"{note} · {about}"
     else:
         mode = frame_mode(kind, model, objective, strength, style_path, int(octaves), int(iterations))
-        with _COMPUTE:  # a stream's first frame is the mode's full still treatment
+        with app.engine.exclusive():  # a stream's first frame is the mode's full still treatment
             out = to_rgb(mode.first_frame(to_tensor(rgb, mode.device), make_generator(int(seed))))
     rgb = out if rgb is None else rgb
     folder = app.output_folder()
@@ -337,9 +275,9 @@ def dream_video(path, model, objective, strength, carry, iterations, preset_name
     if (fitted.width, fitted.height) != (info.width, info.height):
         notes.append(f"downscaled from {info.width}x{info.height} to {fitted.width}x{fitted.height}")
         gr.Info(notes[-1])
-    mode = Serialized(frame_mode(kind, model, objective, strength, style_path, *((1, 1) if kind != "style" else STREAM_STYLE)))
-    settings = live_settings(preset_name, carry, iterations)
-    cancel = _cancel_event(request)
+    mode = app.engine.serialized(video_mode(kind, model, objective, strength, style_path))  # first frame: as the CLI
+    settings = stream_settings(preset_name, carry, iterations)
+    cancel = app.cancel_event(request)
     cancel.clear()
     dst = app.output_folder() / f"{kind}.mp4"
     progress((0, info.frame_count), desc="rendering", unit="frames")
@@ -361,8 +299,8 @@ def dream_video(path, model, objective, strength, carry, iterations, preset_name
     return str(dst), str(dst), " · ".join(notes)
 
 
-def cancel_video(request: gr.Request):
-    _cancel_event(request).set()
+def cancel_video(request: gr.Request, app: App):
+    app.cancel_event(request).set()
     return "cancelling…"
 
 
@@ -370,30 +308,40 @@ def cancel_video(request: gr.Request):
 
 
 def _mode_controls(tab: str, modes: tuple[str, ...] = MODES):
-    """Dream or style (or a tool), and the painting style mode copies (the objective is ignored in style mode)."""
+    """Dream or style (or a tool), and the painting style mode copies (shown in style mode only)."""
     with gr.Row():
         kind = gr.Radio(list(modes), value="dream", label="mode", elem_id=f"{tab}-mode")
-        painting = gr.Image(sources=["upload"], type="filepath", label="style painting (style mode)", height=120, elem_id=f"{tab}-style")
+        painting = gr.Image(sources=["upload"], type="filepath", label="style painting", height=120, visible=False, elem_id=f"{tab}-style")
     return kind, painting
 
 
-def _model_controls(default_objective: str):
+def _follow_mode(kind: gr.Radio, **controls: gr.components.Component) -> None:
+    """Show, hide and relabel a tab's controls when its mode changes (`ui_modes.mode_view`)."""
+    parts = tuple(controls)
+    kind.change(lambda k: mode_view(k, parts), kind, list(controls.values()), queue=False, api_visibility="private")
+
+
+def _model_controls(default_objective: str, tab: str):
     models = available_models()
     with gr.Row():
         model = gr.Dropdown(models, value=models[0], label="model")
-        objective = gr.Dropdown(list(_layers(models[0])), value=default_objective, allow_custom_value=True,
+        objective = gr.Dropdown(list(layers(models[0])), value=default_objective, allow_custom_value=True, elem_id=f"{tab}-objective",
                                 label="objective / layer", info='a layer, "blocks.4:39", "logit:285", "blocks.4 + 0.5*blocks.5"')
-    model.change(lambda m: gr.update(choices=list(_layers(m)), value=create_model(m, device="cpu").defaults.dream), model, objective,
+    model.change(lambda m: gr.update(choices=list(layers(m)), value=create_model(m, device="cpu").defaults.dream), model, objective,
                  queue=False, api_visibility="private")
     return model, objective
 
 
 def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: float = MAX_VIDEO_SECONDS,
-              live_time_limit: int = LIVE_TIME_LIMIT, live_streams: int = LIVE_STREAMS) -> gr.Blocks:
-    app = App(workdir, max_video_seconds=max_video_seconds, live_time_limit=live_time_limit)
+              live_time_limit: int = LIVE_TIME_LIMIT, live_streams: int = LIVE_STREAMS, engine: LiveEngine | None = None) -> gr.Blocks:
+    """The app; its tabs run on `engine` (default: the process's shared live engine)."""
+    app = App(workdir, max_video_seconds=max_video_seconds, live_time_limit=live_time_limit, engine=engine)
     default_objective = create_model(DEFAULT_MODEL, device="cpu").defaults.dream
-    fast = PRESETS["fast"]
+    fast = PRESETS[LIVE_PRESET_CPU]
     cpu_side = 320 if not _cuda() else 640
+
+    def live_endpoint(frame, model, objective, strength, iterations, carry, preset_name, state, kind="dream", style_path=None):
+        return live_frame(frame, model, objective, strength, iterations, carry, preset_name, state, kind, style_path, engine=app.engine)
 
     def still_endpoint(path, model, objective, strength, octaves, iterations, max_side, seed, kind="dream", style_path=None, class_index=1):
         return dream_still(path, model, objective, strength, octaves, iterations, max_side, seed, app, kind, style_path, class_index)
@@ -403,25 +351,30 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
         return dream_video(path, model, objective, strength, carry, iterations, preset_name, max_side, app, request, progress,
                            kind, style_path)
 
+    def cancel_endpoint(request: gr.Request):
+        return cancel_video(request, app)
+
     with gr.Blocks(title="streamdream") as demo:
         gr.Markdown("# streamdream\nDeepDream and neural style on your webcam, videos and photos.")
         with gr.Tabs():
             with gr.Tab("Live", id="live"):
-                live_state = gr.State(None)
+                live_state = gr.State(None, time_to_live=LIVE_IDLE_SECONDS, delete_callback=close_live)
                 with gr.Row():
-                    cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="webcam", elem_id="live-input")
-                    live_out = gr.Image(label="dream", type="numpy", format="jpeg", interactive=False, elem_id="live-output")
+                    cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="webcam", height=LIVE_VIEW_HEIGHT, elem_id="live-input")
+                    live_out = gr.Image(label="dream", type="numpy", format="jpeg", interactive=False, height=LIVE_VIEW_HEIGHT,
+                                        elem_id="live-output", buttons=["download", "fullscreen"])
                 readout = gr.Textbox(label="fps / latency", value="start the webcam", interactive=False, elem_id="live-readout")
                 l_kind, l_style = _mode_controls("live")
-                l_model, l_objective = _model_controls(default_objective)
+                l_model, l_objective = _model_controls(default_objective, "live")
                 with gr.Row():
-                    l_strength = gr.Slider(0.25, 4, value=1.0, step=0.25, label="strength", elem_id="live-strength")
+                    l_strength = gr.Slider(0.25, STRENGTH_RANGE.high, value=LIVE_STRENGTH, step=0.25, label="strength", elem_id="live-strength")
                     l_iters = gr.Slider(0, 5, value=fast.frame_iterations, step=1, label="iterations per frame", elem_id="live-iterations")
                     l_carry = gr.Slider(0, 1, value=fast.carry, step=0.05, label="temporal carry", elem_id="live-carry")
-                    l_preset = gr.Dropdown(list(PRESETS), value="fast", label="preset")
+                    l_preset = gr.Dropdown(list(PRESETS), value=LIVE_PRESET_CPU, label="preset")
                 l_preset.change(preset_values, l_preset, [l_iters, l_carry], queue=False, api_visibility="private")
+                _follow_mode(l_kind, objective=l_objective, painting=l_style, strength=l_strength, output=live_out)
                 cam.stream(
-                    live_frame,
+                    live_endpoint,
                     [cam, l_model, l_objective, l_strength, l_iters, l_carry, l_preset, live_state, l_kind, l_style],
                     [live_out, live_state, readout],
                     api_name="live_frame",
@@ -437,18 +390,19 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                     v_in = gr.Video(sources=["upload"], label="video", elem_id="video-input")
                     v_out = gr.Video(label="dream", interactive=False, elem_id="video-output")
                 v_kind, v_style = _mode_controls("video")
-                v_model, v_objective = _model_controls(default_objective)
+                v_model, v_objective = _model_controls(default_objective, "video")
                 with gr.Row():
-                    v_strength = gr.Slider(0.25, 4, value=1.0, step=0.25, label="strength")
-                    v_iters = gr.Slider(0, 10, value=PRESETS["balanced"].frame_iterations, step=1, label="iterations per frame")
-                    v_carry = gr.Slider(0, 1, value=PRESETS["balanced"].carry, step=0.05, label="temporal carry")
-                    v_preset = gr.Dropdown(list(PRESETS), value="balanced", label="preset")
+                    v_strength = gr.Slider(0.25, STRENGTH_RANGE.high, value=STRENGTH, step=0.25, label="strength", elem_id="video-strength")
+                    v_iters = gr.Slider(0, 10, value=PRESETS[DEFAULT_PRESET].frame_iterations, step=1, label="iterations per frame")
+                    v_carry = gr.Slider(0, 1, value=PRESETS[DEFAULT_PRESET].carry, step=0.05, label="temporal carry")
+                    v_preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="preset")
                     v_side = gr.Slider(64, 1920, value=cpu_side, step=16, label="max side (px)")
                 v_preset.change(preset_values, v_preset, [v_iters, v_carry], queue=False, api_visibility="private")
                 with gr.Row():
-                    v_go = gr.Button("Render", variant="primary")
+                    v_go = gr.Button("Dream", variant="primary", elem_id="video-go")
                     v_stop = gr.Button("Cancel", variant="stop")
-                v_file = gr.File(label="download", interactive=False)
+                    v_file = gr.DownloadButton("Download", elem_id="video-download")
+                _follow_mode(v_kind, objective=v_objective, painting=v_style, strength=v_strength, button=v_go, output=v_out)
                 v_note = gr.Textbox(label="status", interactive=False)
                 gr.Examples([[p] for p in app.example_videos()], inputs=[v_in], label="sample clips")
                 render = v_go.click(
@@ -459,23 +413,25 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                     concurrency_limit=RENDERS,
                     concurrency_id="render",
                 )
-                v_stop.click(cancel_video, None, v_note, cancels=[render], queue=False, api_name="cancel_video")
+                v_stop.click(cancel_endpoint, None, v_note, cancels=[render], queue=False, api_name="cancel_video")
 
             with gr.Tab("Still", id="still"):
                 with gr.Row():
                     s_in = gr.Image(sources=["upload", "clipboard"], type="filepath", label="picture", elem_id="still-input")
                     s_out = gr.ImageSlider(label="before / after", interactive=False, elem_id="still-output")
                 s_kind, s_style = _mode_controls("still", MODES + TOOLS)
-                s_model, s_objective = _model_controls(default_objective)
+                s_model, s_objective = _model_controls(default_objective, "still")
                 with gr.Row():
-                    s_strength = gr.Slider(0.25, 4, value=1.0, step=0.25, label="strength")
-                    s_octaves = gr.Slider(1, 8, value=4, step=1, label="octaves")
-                    s_iters = gr.Slider(1, 50, value=10, step=1, label="iterations per octave")
+                    s_strength = gr.Slider(0.25, STRENGTH_RANGE.high, value=STRENGTH, step=0.25, label="strength", elem_id="still-strength")
+                    s_octaves = gr.Slider(1, 8, value=DreamSettings.default("octaves"), step=1, label="octaves")
+                    s_iters = gr.Slider(1, 50, value=DreamSettings.default("iterations"), step=1, label="iterations per octave")
                     s_side = gr.Slider(64, MAX_STILL_SIDE, value=384 if not _cuda() else 1024, step=16, label="max side (px)")
                     s_seed = gr.Number(0, precision=0, label="seed")
-                    s_class = gr.Number(1, precision=0, label="ImageNet class (fool, classviz)")
-                s_go = gr.Button("Dream", variant="primary")
-                s_file = gr.File(label="download", interactive=False)
+                    s_class = gr.Number(1, precision=0, label="ImageNet class", visible=False, elem_id="still-class")
+                with gr.Row():
+                    s_go = gr.Button("Dream", variant="primary", elem_id="still-go")
+                    s_file = gr.DownloadButton("Download", elem_id="still-download")
+                _follow_mode(s_kind, objective=s_objective, painting=s_style, strength=s_strength, class_index=s_class, button=s_go)
                 s_note = gr.Textbox(label="status", interactive=False)
                 gr.Examples([[p] for p in app.example_stills()], inputs=[s_in], label="sample photos")
                 s_go.click(
@@ -504,5 +460,5 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, *, pr
         allowed_paths=[str(app.workdir)],
         show_error=True,
         prevent_thread_lock=prevent_thread_lock,
-        **kwargs,
+        **{"css": CSS, **kwargs},
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -25,13 +26,29 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from apps.ui import build_app, launch
+    from streamdream.apps.ui import build_app, launch
+    from streamdream.engine import LiveEngine
 
     work = tmp_path_factory.mktemp("ui")
-    demo = build_app(work, max_video_seconds=5)
-    launch("127.0.0.1", free_port(), demo=demo, prevent_thread_lock=True, quiet=True)
-    yield demo
-    demo.close()
+    with LiveEngine() as engine:
+        demo = build_app(work, max_video_seconds=5, engine=engine)
+        launch("127.0.0.1", free_port(), demo=demo, prevent_thread_lock=True, quiet=True)
+        yield demo
+        demo.close()
+
+
+def until(condition, timeout: float = 60.0) -> None:
+    """Wait for another thread to reach a state (a safety timeout, not a timing assumption)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the state was never reached"
+        time.sleep(0.005)
+
+
+def first_frame(path) -> np.ndarray:
+    from streamdream.io.video import read_frames
+
+    return next(read_frames(path)).image.astype(int)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +75,7 @@ def test_dream_still_round_trip(client, tmp_path, coffee_odd):
 
 
 def test_dream_video_round_trip_keeps_audio(client, server, tmp_path):
-    from samples.make import make_clip
+    from streamdream.samples.make import make_clip
 
     src = make_clip("pan", tmp_path / "pan.mp4", size=(96, 64), fps=10, seconds=1)
     video, download, note = client.predict(
@@ -67,15 +84,35 @@ def test_dream_video_round_trip_keeps_audio(client, server, tmp_path):
     )
     out = Path(video["video"] if isinstance(video, dict) else video)
     info = probe_video(out)
-    assert (info.width, info.height) == (64, 42) or max(info.width, info.height) == 64
+    assert (info.width, info.height) == (64, 42)  # 96x64 shrunk to max side 64, even sizes
     assert info.frame_count == 10 and info.has_audio
-    assert "frames" in note
-    # the file was written under the app's own output folder
-    assert any(server.streamdream_app.outputs.rglob("dream.mp4"))
+    assert note.startswith("downscaled from 96x64 to 64x42") and "10 frames in" in note
+    assert Path(download).name == "dream.mp4" and any(server.streamdream_app.outputs.rglob("dream.mp4"))  # written under the app's folder
+    camera = np.asarray(Image.fromarray(first_frame(src).astype(np.uint8)).resize((64, 42), Image.Resampling.LANCZOS)).astype(int)
+    assert np.abs(first_frame(out) - camera).mean() > 3  # it really dreamed
+
+
+def test_video_tab_gives_the_first_frame_the_cli_still_treatment(client, tmp_path):
+    """Same clip, same settings: the UI's first frame is the CLI's (full still quality), not a cheap one."""
+    from streamdream.apps.cli import main
+    from streamdream.samples.make import make_clip
+
+    src = make_clip("pan", tmp_path / "pan.mp4", size=(96, 64), fps=10, seconds=0.3, audio=False)
+    video, _, _ = client.predict(
+        gradio_client.handle_file(str(src)), "efficientnet_lite0", "blocks.3", 1.0, 0.9, 1, "balanced", 64, api_name="/dream_video",
+    )
+    ui_first = first_frame(Path(video["video"] if isinstance(video, dict) else video))
+    same_as_tab = ["--objective", "blocks.3", "--max-side", "64", "--carry", "0.9", "--frame-iterations", "1", "--preset", "veryfast", "-q"]
+    cli, cheap = tmp_path / "cli.mp4", tmp_path / "cheap.mp4"
+    assert main(["dream", str(src), "-o", str(cli), *same_as_tab]) == 0
+    assert main(["dream", str(src), "-o", str(cheap), *same_as_tab, "--octaves", "1", "--iterations", "1"]) == 0  # the tab before
+    same, cheaper = np.abs(ui_first - first_frame(cli)).mean(), np.abs(ui_first - first_frame(cheap)).mean()
+    print(f"\nfirst frame, UI vs CLI: {same:.2f}; UI vs 1 octave x 1 iteration: {cheaper:.2f}")
+    assert same < 1.0 and cheaper > 5.0
 
 
 def test_video_duration_limit(client, tmp_path):
-    from samples.make import make_clip
+    from streamdream.samples.make import make_clip
 
     src = make_clip("pan", tmp_path / "long.mp4", size=(64, 48), fps=5, seconds=6, audio=False)
     with pytest.raises(Exception, match="limit"):
@@ -111,14 +148,14 @@ def test_style_still_round_trip(client, tmp_path, coffee_odd, astronaut_96):
 
 
 def test_cli_has_ui_command():
-    from apps.cli import build_parser
+    from streamdream.apps.cli import build_parser
 
     args = build_parser().parse_args(["ui", "--port", "7999"])
     assert (args.host, args.port, args.share) == ("127.0.0.1", 7999, False)
 
 
 def test_cancel_stops_a_render(server, tmp_path):
-    from samples.make import make_clip
+    from streamdream.samples.make import make_clip
 
     src = make_clip("pan", tmp_path / "cancel.mp4", size=(96, 64), fps=15, seconds=4, audio=False)
     client = gradio_client.Client(server.local_url, verbose=False)  # its own session
@@ -146,7 +183,7 @@ def test_streamdream_ui_serves_on_loopback_within_a_minute(tmp_path):
 
     port = free_port()
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "ui", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen([sys.executable, "-m", "streamdream.apps.cli", "ui", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             cwd=tmp_path)
     try:
         while time.monotonic() - started < 60:
@@ -170,18 +207,65 @@ def test_streamdream_ui_serves_on_loopback_within_a_minute(tmp_path):
 
 
 def test_live_frames_in_style_mode(tmp_path):
-    from apps.ui import live_frame
-    from samples.make import camera_frames
+    from streamdream.apps.ui import live_frame
+    from streamdream.samples.make import camera_frames
+    from streamdream.engine import LiveEngine
 
     painting = tmp_path / "painting.png"
     Image.fromarray(np.full((48, 48, 3), (30, 200, 60), np.uint8)).save(painting)
     frames, _ = camera_frames("pan", (96, 64), 2)
     state = None
-    for frame in frames:
-        out, state, readout = live_frame(frame, "efficientnet_lite0", "", 1.0, 1, 0.9, "fast", state, "style", str(painting))
-        assert out.shape == frame.shape
-    assert state.session.frames == 2 and "fps" in readout
+    with LiveEngine() as engine:
+        for frame in frames:
+            out, state, readout = live_frame(frame, "efficientnet_lite0", "", 1.0, 1, 0.9, "fast", state, "style", str(painting), engine=engine)
+            assert out.shape == frame.shape
+    assert state.session.processed == 2 and readout.startswith("fps ") and "frame 2" in readout
     assert (out[..., 1].astype(int) - out[..., 0]).mean() > (frames[1][..., 1].astype(int) - frames[1][..., 0]).mean()
+
+
+def test_live_tab_runs_on_the_live_engine_and_its_controls_apply_to_the_running_stream():
+    from streamdream.apps.ui import live_frame
+    from streamdream.samples.make import camera_frames
+    from streamdream.engine import LiveEngine
+
+    frames, _ = camera_frames("pan", (96, 64), 4)
+    controls = ["efficientnet_lite0", "blocks.3"]
+
+    def diff(a, b) -> float:
+        return float(np.abs(a.astype(int) - b).mean())
+
+    with LiveEngine() as engine:
+        out, state, _ = live_frame(frames[0], *controls, 1.0, 0, 0.9, "fast", None, engine=engine)  # 0 iterations: no dream
+        assert engine.sessions == (state.session,)
+        assert diff(out, frames[0]) < 1.0
+        live = state.session
+        out, state, _ = live_frame(frames[1], *controls, 4.0, 2, 0.9, "fast", state, engine=engine)  # stronger, 2 iterations
+        assert state.session is live and diff(out, frames[1]) > 3.0
+        out, state, _ = live_frame(frames[2], *controls, 4.0, 0, 0.0, "fast", state, engine=engine)  # no steps, nothing carried
+        assert state.session is live and diff(out, frames[2]) < 1.0
+        assert live.stream.settings.frame_iterations == 0 and live.stream.settings.carry == 0.0 and live.processed == 3
+
+        # the model work of a live frame waits while the engine is busy with a still or a render
+        with engine.exclusive():
+            handler = threading.Thread(target=live_frame, args=(frames[3], *controls, 1.0, 1, 0.9, "fast", state), kwargs={"engine": engine})
+            handler.start()
+            until(lambda: engine.waiting == 1)
+            assert handler.is_alive() and live.processed == 3
+        handler.join(timeout=60)
+        assert not handler.is_alive() and live.processed == 4
+    assert live.closed  # closing the engine closed the session
+
+
+def test_a_still_waits_for_the_engine(client, server, tmp_path, astronaut_96):
+    src = tmp_path / "a.png"
+    Image.fromarray(astronaut_96).save(src)
+    engine = server.streamdream_app.engine
+    with engine.exclusive():  # a live frame or a render holds the model
+        job = client.submit(gradio_client.handle_file(str(src)), "efficientnet_lite0", "blocks.3", 1.0, 1, 1, 64, 0, api_name="/dream_still")
+        until(lambda: engine.waiting == 1)
+        assert not job.done()
+    pair, download, note = job.result(timeout=120)
+    assert Path(download).name == "dream.png"
 
 
 def test_still_tab_runs_the_image_gradient_tools(client, tmp_path):
@@ -200,3 +284,40 @@ def test_still_tab_runs_the_image_gradient_tools(client, tmp_path):
     )
     assert "goldfish" in note
     assert classify(np.asarray(Image.open(download).convert("RGB")), top=1)[0].index == 1
+
+
+def mode_handler(demo, tab: str):
+    """The handler the app registered on a tab's mode radio, and the elem_ids of the controls it updates."""
+    [fn] = [f for f in demo.fns.values() if [c.elem_id for c in f.inputs] == [f"{tab}-mode"] and [t[1] for t in f.targets] == ["change"]]
+    return fn.fn, [c.elem_id for c in fn.outputs]
+
+
+def test_controls_follow_the_mode(server):
+    from streamdream.settings import LIVE_STRENGTH
+    from streamdream.settings import STRENGTH_RANGE
+
+    handler, ids = mode_handler(server, "live")
+    assert ids == ["live-objective", "live-style", "live-strength", "live-output"]
+    objective, painting, strength, output = handler("style")
+    assert objective["visible"] is False and painting["visible"] is True
+    assert strength["label"] == "style weight" and strength["visible"] is True and output["label"] == "painting"
+    objective, painting, strength, output = handler("dream")
+    assert objective["visible"] is True and painting["visible"] is False
+    assert strength["label"] == "strength" and output["label"] == "dream"
+    live = {c.elem_id: c for c in server.blocks.values() if c.elem_id}
+    assert live["live-strength"].value == LIVE_STRENGTH and STRENGTH_RANGE.allows(LIVE_STRENGTH)
+    assert live["live-style"].visible is False  # dream mode first: no painting, the objective shown
+    assert live["live-output"].height >= live["live-input"].height  # the dream is shown at least as large as the camera
+
+    handler, ids = mode_handler(server, "video")
+    assert ids == ["video-objective", "video-style", "video-strength", "video-go", "video-output"]
+    assert [u.get("value") for u in handler("style")][3] == "Paint" and handler("dream")[3]["value"] == "Dream"
+
+    handler, ids = mode_handler(server, "still")
+    assert ids == ["still-objective", "still-style", "still-strength", "still-class", "still-go"]
+    objective, painting, strength, class_index, button = handler("style")
+    assert (objective["visible"], painting["visible"], strength["label"], class_index["visible"], button["value"]) == (False, True, "style weight", False, "Paint")
+    objective, painting, strength, class_index, button = handler("fool")
+    assert (objective["visible"], painting["visible"], strength["visible"], class_index["visible"]) == (False, False, False, True)
+    objective, painting, strength, class_index, button = handler("invert")
+    assert objective["visible"] is True and strength["visible"] is False and button["value"] == "Invert"

@@ -44,7 +44,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def camera_clip(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
-    from samples.make import camera_frames, make_clip
+    from streamdream.samples.make import camera_frames, make_clip
 
     path = make_clip("pan", tmp_path_factory.mktemp("cam") / "cam.y4m", size=CLIP_SIZE, fps=15, seconds=2)
     frames, _ = camera_frames("pan", CLIP_SIZE, 30)
@@ -52,13 +52,20 @@ def camera_clip(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    from apps.ui import build_app, launch
+def app(tmp_path_factory):
+    from streamdream.apps.ui import build_app, launch
+    from streamdream.engine import LiveEngine
 
-    demo = build_app(tmp_path_factory.mktemp("ui"), live_time_limit=120, live_streams=2)
-    launch("127.0.0.1", free_port(), demo=demo, prevent_thread_lock=True, quiet=True)
-    yield demo.local_url
-    demo.close()
+    with LiveEngine() as engine:
+        demo = build_app(tmp_path_factory.mktemp("ui"), live_time_limit=120, live_streams=2, engine=engine)
+        launch("127.0.0.1", free_port(), demo=demo, prevent_thread_lock=True, quiet=True)
+        yield demo
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(app):
+    return app.local_url
 
 
 @pytest.fixture(scope="module")
@@ -146,11 +153,11 @@ def displayed_fps(frames) -> float:
 
 def test_live_tab_streams_dreamed_frames(browser, app_url, camera_clip, tmp_path_factory):
     context, page = open_live(browser, app_url)
-    try:
-        set_slider(page, "live-strength", 4)  # a strong dream, so it differs plainly from the camera
+    try:  # the tab's default strength: a new visitor sees a plain dream without touching a control
         start_webcam(page)
         page.wait_for_function("() => document.querySelector('#live-readout textarea').value.startsWith('fps')", timeout=90_000)
         frames = watch([page], 12)[0]
+        shown, camera = page.locator("#live-output img").first.bounding_box(), page.locator("#live-input video").first.bounding_box()
         shot = tmp_path_factory.mktemp("artifacts") / "live.png"
         page.screenshot(path=str(shot))
         text = readout(page)
@@ -162,9 +169,12 @@ def test_live_tab_streams_dreamed_frames(browser, app_url, camera_clip, tmp_path
     assert any(np.abs(a.astype(int) - b.astype(int)).mean() > 0.5 for a, b in zip(images, images[1:])), "the output does not change"
     assert distance_to_camera(images[-1], camera_clip[1]) > 4.0, "the output looks like the camera frame: no dream"
     assert text.startswith("fps ")
+    assert shown["height"] >= camera["height"] - 2, (shown, camera)  # the dream is shown as large as the camera preview
 
 
-def test_two_sessions_keep_separate_state(browser, app_url, camera_clip):
+def test_two_sessions_keep_separate_state(browser, app, app_url, camera_clip):
+    engine = app.streamdream_app.engine
+    earlier = set(engine.sessions)  # a session of an earlier test may still be open (closed when idle)
     dreaming, dreamer_page = open_live(browser, app_url)
     plain, plain_page = open_live(browser, app_url)
     try:
@@ -176,12 +186,36 @@ def test_two_sessions_keep_separate_state(browser, app_url, camera_clip):
             page.wait_for_function("() => document.querySelector('#live-readout textarea').value.startsWith('fps')", timeout=90_000)
         seen = watch([dreamer_page, plain_page], 10)
         texts = readout(dreamer_page), readout(plain_page)
-        print(f"\nreadouts: {texts}")
+        served = [s.processed for s in engine.sessions if s not in earlier]
+        print(f"\nreadouts: {texts}\nframes served by the live engine per session: {served}")
     finally:
         dreaming.close()
         plain.close()
     assert len(seen[0]) >= 2 and len(seen[1]) >= 2
+    assert len(served) == 2 and min(served) >= 2, "both browser sessions are streams on the app's live engine"
+    assert all(text.startswith("fps ") for text in texts)
     dreamed = distance_to_camera(seen[0][-1][2], camera_clip[1])
     untouched = distance_to_camera(seen[1][-1][2], camera_clip[1])
     print(f"distance to the camera: dreaming session {dreamed:.1f}, plain session {untouched:.1f}")
     assert untouched < dreamed / 2, (dreamed, untouched)
+
+
+def test_live_controls_follow_the_mode(browser, app_url):
+    """Style mode: the objective goes, the painting upload comes, strength becomes "style weight"; and back."""
+    expect = sync_api.expect
+    context, page = open_live(browser, app_url)
+    try:
+        expect(page.locator("#live-objective")).to_be_visible()
+        expect(page.locator("#live-style")).to_be_hidden()
+        expect(page.locator("#live-strength")).to_contain_text("strength")
+        page.locator("#live-mode").get_by_text("style", exact=True).click()
+        expect(page.locator("#live-objective")).to_be_hidden()
+        expect(page.locator("#live-style")).to_be_visible()
+        expect(page.locator("#live-strength")).to_contain_text("style weight")
+        expect(page.locator("#live-output")).to_contain_text("painting")
+        page.locator("#live-mode").get_by_text("dream", exact=True).click()
+        expect(page.locator("#live-objective")).to_be_visible()
+        expect(page.locator("#live-style")).to_be_hidden()
+        expect(page.locator("#live-strength")).not_to_contain_text("style weight")
+    finally:
+        context.close()

@@ -1,0 +1,113 @@
+"""What each tab of the web UI runs: models and modes (built once, cached) and stream settings.
+
+* Live: a stream's frames are cheap. The mode's own octaves and iterations only matter for a first
+  frame or a cut, and the live presets start those with the per-frame settings anyway.
+* Video: the first frame (and every cut) gets the full still treatment the CLI gives it, the mode's
+  default octaves and iterations (`streamdream dream` / `streamdream style` on a video).
+* Still: the tab's own octave and iteration sliders.
+
+Strength scales the dream step (dream) or the style weight (style); 1 is the library's default.
+The Live tab starts stronger (`settings.LIVE_STRENGTH`): on a CPU a live stream makes one cheap step per
+frame, and at strength 1 a visitor saw their face barely changed for the first seconds.
+
+The controls follow the mode (`mode_view`): a dream shows its objective, a style its painting and a
+"style weight", and the buttons and labels say "Dream" or "Paint".
+"""
+
+from __future__ import annotations
+
+import functools
+
+import gradio as gr
+
+from streamdream.dream import Dreamer
+from streamdream.errors import StreamdreamError
+from streamdream.models import DEFAULT_MODEL, create_model, list_models
+from streamdream.settings import LIVE_PRESET_CPU, DreamSettings, StyleSettings, TemporalSettings, preset
+from streamdream.style import Stylizer
+
+MODES = ("dream", "style")
+TOOLS = ("saliency", "fool", "classviz", "invert")  # Still tab only: the image-gradient tools
+LIVE_DREAM = (1, 1)  # (octaves, iterations) of a live dream's first frame: never a multi-second still dream
+LIVE_STYLE = (2, 30)  # (octaves, iterations) of a live style stream's first frame; later frames are warm-started
+
+
+def available_models() -> list[str]:
+    names = [entry.name for entry in list_models() if entry.weights_path() is not None]
+    return names or [DEFAULT_MODEL]
+
+
+@functools.lru_cache(maxsize=4)
+def layers(model: str) -> tuple[str, ...]:
+    return tuple(create_model(model, device="cpu").public_layers())
+
+
+@functools.lru_cache(maxsize=16)
+def _dreamer(model: str, objective: str, strength: float, octaves: int, iterations: int) -> Dreamer:
+    backbone = create_model(model, device="auto")
+    step = backbone.defaults.dream_step * strength
+    return Dreamer(backbone, objective or None, octaves=octaves, iterations=iterations, step=step, device=backbone.mean.device)
+
+
+@functools.lru_cache(maxsize=8)
+def _stylizer(model: str, style_path: str, strength: float, octaves: int, iterations: int) -> Stylizer:
+    weight = StyleSettings().style_weight * strength
+    return Stylizer([style_path], model=model, style_weight=weight, octaves=octaves, iterations=iterations, device="auto")
+
+
+def frame_mode(kind: str, model: str, objective: str, strength: float, style_path: str | None, octaves: int, iterations: int):
+    """A `Dreamer`, or a `Stylizer` of the uploaded painting (strength scales the style weight)."""
+    try:
+        if kind != "style":
+            return _dreamer(model or DEFAULT_MODEL, (objective or "").strip(), round(float(strength), 3), int(octaves), int(iterations))
+        if not style_path:
+            raise gr.Error("style mode needs a style painting: upload one")
+        return _stylizer(model or DEFAULT_MODEL, str(style_path), round(float(strength), 3), int(octaves), int(iterations))
+    except StreamdreamError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def still_defaults(kind: str) -> tuple[int, int]:
+    """The (octaves, iterations) of a still of this kind by default: what the CLI gives a video's first frame."""
+    defaults = StyleSettings() if kind == "style" else DreamSettings()
+    return defaults.octaves, defaults.iterations
+
+
+def live_mode(kind: str, model: str, objective: str, strength: float, style_path: str | None):
+    return frame_mode(kind, model, objective, strength, style_path, *(LIVE_STYLE if kind == "style" else LIVE_DREAM))
+
+
+def video_mode(kind: str, model: str, objective: str, strength: float, style_path: str | None):
+    return frame_mode(kind, model, objective, strength, style_path, *still_defaults(kind))
+
+
+def stream_settings(preset_name: str, carry: float, iterations: int) -> TemporalSettings:
+    """A temporal preset (as `--temporal-preset`) with the tab's carry and iterations per frame."""
+    try:
+        return preset(preset_name or LIVE_PRESET_CPU).with_(carry=float(carry), frame_iterations=int(iterations))
+    except StreamdreamError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+# What each mode calls things: (verb on buttons, strength's label, the result's label).
+_WORDS = {"dream": ("Dream", "strength", "dream"), "style": ("Paint", "style weight", "painting")}
+VIEW_PARTS = ("objective", "painting", "strength", "class_index", "button", "output")
+
+
+def mode_view(kind: str, parts: tuple[str, ...] = VIEW_PARTS) -> tuple:
+    """The `gr.update`s of a tab's controls when its mode becomes `kind`, in the order of `parts`.
+
+    objective: dreams (and feature inversion's layer) only; painting: style only; strength: dream and
+    style, labelled "style weight" in style mode; class_index: fooling and class visualization;
+    button and output: "Dream" / "Paint" (a tool: its name).
+    """
+    verb, strength, result = _WORDS.get(kind, (kind.capitalize(), "strength", kind))
+    views = {
+        "objective": gr.update(visible=kind in ("dream", "invert")),
+        "painting": gr.update(visible=kind == "style"),
+        "strength": gr.update(visible=kind in MODES, label=strength),
+        "class_index": gr.update(visible=kind in ("fool", "classviz")),
+        "button": gr.update(value=verb),
+        "output": gr.update(label=result),
+    }
+    return tuple(views[part] for part in parts)
