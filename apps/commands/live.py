@@ -25,10 +25,11 @@ in the once-a-second status line), so the output stays live. Ctrl-C stops and fi
 
 def run_live(args: argparse.Namespace) -> None:
     from streamdream.dream import Dreamer
-    from streamdream.engine import LiveEngine
     from streamdream.io.images import resize_max_side
     from streamdream.io.live import LiveSink, is_url, live_frames
     from streamdream.models import create_model
+    from streamdream.pipeline import LiveStream
+    from streamdream.session import StreamSession
 
     inputs = () if is_url(args.input) or args.input.startswith("/dev/") else (args.input,)
     sink = LiveSink(args.output, overwrite=args.overwrite, inputs=inputs) if args.output else None  # before the model loads
@@ -39,33 +40,33 @@ def run_live(args: argparse.Namespace) -> None:
     stop = threading.Event()
     failure: list[BaseException] = []
 
-    with LiveEngine() as engine, (sink or _NoSink()) as out:
-        session = engine.open(dreamer, preset(name), seed=args.seed, on_result=results.put)
+    with (sink or _NoSink()) as out:
+        # Leaving the stream processes the frame still waiting, closes it and raises a frame's error.
+        with LiveStream(StreamSession(dreamer, preset(name), seed=args.seed), on_result=results.put) as live:
 
-        def read() -> None:
+            def read() -> None:
+                try:
+                    for rgb in live_frames(args.input, realtime=args.realtime, stop=stop):
+                        live.submit(resize_max_side(rgb, args.max_side) if max(rgb.shape[:2]) > args.max_side else rgb)
+                except BaseException as error:  # noqa: BLE001 - reported on the main thread
+                    if not stop.is_set():  # once stopping, a frame refused by the closed stream is expected
+                        failure.append(error)
+                finally:
+                    results.put(None)
+
+            threading.Thread(target=read, name="streamdream-live-source", daemon=True).start()
+            status = _Status(live, args.quiet)
             try:
-                for rgb in live_frames(args.input, realtime=args.realtime, stop=stop):
-                    session.submit(resize_max_side(rgb, args.max_side) if max(rgb.shape[:2]) > args.max_side else rgb)
-            except BaseException as error:  # noqa: BLE001 - reported on the main thread
-                failure.append(error)
-            finally:
-                results.put(None)
-
-        reader = threading.Thread(target=read, name="streamdream-live-source", daemon=True)
-        reader.start()
-        status = _Status(session, args.quiet)
-        try:
-            while (result := results.get()) is not None:
-                out.write(result.image)
-                status.tick(result.latency_ms)
-            session.close(drain=True)
-            while not results.empty():  # the last frames finished after the source ended
-                if (result := results.get_nowait()) is not None:
+                while (result := results.get()) is not None:
                     out.write(result.image)
-        except KeyboardInterrupt:
-            print(file=sys.stderr)
-        finally:
-            stop.set()
+                    status.tick(result.latency_ms)
+            except KeyboardInterrupt:
+                print(file=sys.stderr)
+            finally:
+                stop.set()
+        while not results.empty():  # frames that finished after the source ended or Ctrl-C
+            if (result := results.get_nowait()) is not None:
+                out.write(result.image)
         if failure:
             raise failure[0]
         status.final(out.frames)
