@@ -80,9 +80,13 @@ def _main(argv: Sequence[str] | None) -> int:
     logger.setLevel(logging.WARNING)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` finishes a render's partial file like Ctrl-C does
     try:
+        if hasattr(args, "ray"):  # dream, style: --ray and several INPUTs (streamdream.distributed)
+            from .options import check_ray_options
+
+            check_ray_options(args)
         inputs = [name for name in _files(args, getattr(args, "inputs", ())) if Path(name).exists()]
         with claim_outputs(_files(args, getattr(args, "outputs", ())), inputs, overwrite=getattr(args, "overwrite", False)):
-            if hasattr(args, "device"):  # the one place the command line sets up torch (threads, cuDNN autotuning)
+            if hasattr(args, "device") and getattr(args, "ray", None) is None:  # (--ray: each worker sets up its own) the one place the command line sets up torch (threads, cuDNN autotuning)
                 from streamdream.runtime import configure
 
                 args.device = configure(args.device)

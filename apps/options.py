@@ -8,10 +8,12 @@ parsed, so NaN, inf or an out-of-range value costs one line and exit 2 before an
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import sys
 from dataclasses import fields
 
-from streamdream.settings import MAX_PIXELS, MAX_SIDE, MIN_SIDE, PRESETS, SEED_RANGE, OutputSettings, Range, Settings, TemporalSettings, preset
+from streamdream.settings import MAX_PIXELS, MAX_SIDE, OVERLAP_RANGE, PRESETS, RAY_FADE, RAY_OVERLAP, SEED_RANGE, OutputSettings, Range, Settings, TemporalSettings, preset
 
 DEFAULT_MODEL = "efficientnet_lite0"  # streamdream.models.DEFAULT_MODEL, without importing torch for --help
 
@@ -106,7 +108,7 @@ def add_io_options(parser: argparse.ArgumentParser, *, input_optional: bool = Fa
     parser.set_defaults(inputs=("input",), outputs=("output",))
 
 
-VIDEO_OPTIONS = ["carry", "frame_iterations", "frame_octaves", "flow", "flow_preset", "flow_scale", "independent"]
+VIDEO_OPTIONS = ["carry", "frame_iterations", "frame_octaves", "frame_step", "hold", "lift", "fill", "flow", "flow_preset", "flow_scale", "independent"]
 
 
 def add_video_options(parser: argparse.ArgumentParser, frame_note: str = "") -> None:
@@ -118,6 +120,112 @@ def add_video_options(parser: argparse.ArgumentParser, frame_note: str = "") -> 
     group.add_argument("--no-audio", action="store_true", help="drop the audio track")
     group.add_argument("--allow-partial-input", action="store_true", help="a truncated or damaged input: render the frames that decode and exit 0 (default: keep them in a partial output and exit 2)")
     add_settings(group, OutputSettings, ["crf", "preset"])
+    add_ray_options(parser)
+
+
+def ray_address(text: str) -> str:
+    """--ray's ADDRESS: auto, local, HOST:PORT or ray://HOST:PORT (a video name here means INPUT came after --ray)."""
+    if text in ("auto", "local") or ":" in text:
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto or HOST:PORT, got {text!r} (put INPUT before --ray, or write --ray=ADDRESS)")
+
+
+def add_ray_options(parser: argparse.ArgumentParser) -> None:
+    """--ray and its options: long videos in segments, or many clips, on a Ray cluster (`streamdream.distributed`)."""
+    parser.add_argument("more_inputs", nargs="*", metavar="INPUT", help="with --ray: more videos, rendered into the folder -o names")
+    group = parser.add_argument_group("Ray (videos; needs streamdream[ray])", "input and output must be on storage every Ray node mounts at the same path")
+    group.add_argument("--ray", nargs="?", const="local", type=ray_address, metavar="ADDRESS", help="render on Ray: a local Ray without ADDRESS; auto or HOST:PORT joins a running cluster")
+    group.add_argument("--ray-workers", type=number(int, Range(1, 100_000)), metavar="N", help="workers (default: one per GPU, or one per machine without GPUs)")
+    group.add_argument("--overlap", type=number(int, OVERLAP_RANGE), metavar="N", help=f"frames each segment renders and discards before its first frame, to rebuild the warm state (default {RAY_OVERLAP})")
+    group.add_argument("--fade", type=number(int, OVERLAP_RANGE), metavar="N", help=f"frames over which the two renderings of a seam are cross-faded; 0 for a hard cut (default {RAY_FADE})")
+    group.add_argument("--segment-frames", type=number(int, Range(1, 10**9)), metavar="N", help="frames per segment (default: a few segments per worker)")
+    group.add_argument("--resume", action="store_true", help="reuse the finished segments of an interrupted or failed --ray render of the same output")
+
+
+def check_ray_options(args: argparse.Namespace) -> None:
+    """Refuse Ray-only options without --ray; with it, send the command to `run_ray` (several INPUTs: -o is a folder)."""
+    from streamdream.errors import StreamdreamError
+    from streamdream.io.video import is_video_path
+
+    if args.ray is None:
+        if args.more_inputs:
+            raise StreamdreamError("several INPUTs are rendered with --ray only; give one INPUT")
+        used = [flag for flag, value in (("--ray-workers", args.ray_workers), ("--overlap", args.overlap), ("--fade", args.fade), ("--segment-frames", args.segment_frames), ("--resume", args.resume)) if value is not None and value is not False]
+        if used:
+            raise StreamdreamError(f"{', '.join(used)} apply to --ray renders only")
+        return
+    inputs = [args.input, *args.more_inputs]
+    if None in inputs or not all(map(is_video_path, inputs)):
+        raise StreamdreamError("--ray renders videos; give video INPUTs")
+    if getattr(args, "preview", None) or getattr(args, "init", "content") != "content":
+        raise StreamdreamError("--init and --preview apply to still images only")
+    if args.more_inputs:
+        from pathlib import Path
+
+        from streamdream.distributed import JOINABLE
+
+        folder = Path(args.output)
+        if not folder.is_dir():
+            raise StreamdreamError(f"with several INPUTs, -o names a folder; {folder} is not one")
+        names = [Path(name) for name in inputs]
+        args.output = [str(folder / (n.name if n.suffix.lower() in JOINABLE else n.stem + ".mp4")) for n in names]
+        args.inputs = (*args.inputs, "more_inputs")  # none of them may be an output
+    args.run = run_ray
+
+
+def _temporal_settings(args: argparse.Namespace) -> TemporalSettings:
+    return preset(args.temporal_preset).with_(**{name: getattr(args, name) for name in VIDEO_OPTIONS})
+
+
+def build_mode(args: argparse.Namespace, device):
+    """The command's mode (Dreamer, Stylizer) on `device`: what each Ray worker builds once."""
+    args = copy.copy(args)
+    args.device = device
+    if args.command == "dream":
+        from .commands.dream import dreamer_from
+
+        return dreamer_from(args)
+    from .commands.style import stylizer_from
+
+    return stylizer_from(args, args.style_images)
+
+
+# Options that do not change a single pixel of the result: a resumed render may differ in them.
+_NOT_RENDERING = {"input", "more_inputs", "output", "overwrite", "quiet", "verbose", "resume", "ray", "ray_workers", "run", "inputs", "outputs", "style_images"}
+
+
+def run_ray(args: argparse.Namespace) -> None:
+    """Render INPUT (or every INPUT) on Ray with one progress bar; per-worker speed at the end."""
+    from tqdm import tqdm
+
+    from streamdream.distributed import RenderOptions, render_files, render_video
+
+    if args.command == "style":
+        from streamdream.io.images import load_image
+
+        args.style_images = [load_image(path).rgb for path in args.style]  # read once here: workers need not see them
+    options = RenderOptions(_temporal_settings(args), args.seed, args.max_side, args.crf, args.preset, args.allow_partial_input)
+    common = {"audio": not args.no_audio, "address": args.ray, "workers": args.ray_workers, "device": args.device, "overwrite": args.overwrite}
+    factory = functools.partial(build_mode, args)
+    with tqdm(desc="rendering", unit="frame", disable=args.quiet) as bar:
+
+        def advance(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        if args.more_inputs:
+            report = render_files(list(zip([args.input, *args.more_inputs], args.output, strict=True)), factory, options, on_progress=advance, **common)
+        else:
+            fingerprint = repr(sorted((k, v) for k, v in vars(args).items() if k not in _NOT_RENDERING))
+            report = render_video(args.input, args.output, factory, options, overlap=RAY_OVERLAP if args.overlap is None else args.overlap, fade=RAY_FADE if args.fade is None else args.fade,
+                                  segment_frames=args.segment_frames, resume=args.resume, fingerprint=fingerprint, on_progress=advance, **common)
+    if not args.quiet:
+        for worker in report.workers:
+            print(f"{worker.worker}: {worker.frames} frames (+{worker.warmup} warm-up) in {worker.seconds:.1f} s, {worker.fps:.2f} fps", file=sys.stderr)
+    if args.verbose:
+        print(f"{report.frames} frames in {report.seconds:.1f} s ({report.fps:.2f} fps), {report.tasks} tasks, {report.reused} segments reused", file=sys.stderr)
+    for path in report.outputs:
+        print(path)
 
 
 def run_video(args: argparse.Namespace, mode) -> None:
@@ -126,7 +234,7 @@ def run_video(args: argparse.Namespace, mode) -> None:
 
     from streamdream.video import process_video
 
-    settings = preset(args.temporal_preset).with_(**{name: getattr(args, name) for name in VIDEO_OPTIONS})
+    settings = _temporal_settings(args)
     with tqdm(desc="rendering", unit="frame", disable=args.quiet) as bar:
 
         def advance(done: int, total: int | None) -> None:

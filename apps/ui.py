@@ -8,11 +8,18 @@ A thin front end over the library. Design points:
   The Still and Video tabs run their model work under that same lock (`engine.exclusive()`,
   `engine.serialized(mode)`), frame by frame, so a long render cannot starve a live stream for more
   than one frame. No lock lives in the front end.
+* Live seats (`streamdream.admission.Seats`): the engine batches every seated visitor's frames, so
+  each extra visitor slows all of them; the app seats as many as keep each at a moving frame rate
+  (measured at start-up by `probe_capacity`, or `--max-live`). A visitor past capacity sees their
+  place in the queue in the Live tab and is seated, in arrival order, when a seat frees: a seat
+  whose camera sent nothing for `settings.LIVE_SEAT_IDLE_S` (a stopped camera, a closed tab) is
+  freed and its live session closed. Closing the tab (Gradio's unload event) also cancels the
+  visitor's video render. Live frames are therefore not limited by Gradio's queue (a stream held
+  there would see no frame and no message); renders still are, and Gradio shows their position.
 * Per-session state. Every browser session gets its own live session (warm state of its stream),
   held in a `gr.State` and closed when the browser session ends or its stream sits idle; outputs are
   written into a fresh folder per request under the app's own work folder. Nothing is shared
-  between users except the read-only models. The queue's concurrency limits bound how many renders
-  and streams are admitted; the others wait in Gradio's queue, which shows their position.
+  between users except the read-only models.
 * Controls follow the mode (`ui_modes.mode_view`): a dream shows its objective, style mode its
   painting upload and a "style weight"; buttons and labels say "Dream" or "Paint". The Live tab starts
   at `settings.LIVE_STRENGTH` so a first visitor sees a plain dream within seconds, shown as large as
@@ -26,10 +33,12 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,13 +48,29 @@ import gradio as gr
 import numpy as np
 import torch
 
+from streamdream.admission import Probe, QueueFull, Seats, probe_capacity
 from streamdream.convert import to_rgb, to_tensor
 from streamdream.engine import LiveEngine, LiveSession, shared_engine
 from streamdream.errors import StreamdreamError
 from streamdream.io.images import load_image, resize_max_side, save_image
 from streamdream.models import DEFAULT_MODEL, create_model
 from streamdream.optimize import make_generator
-from streamdream.settings import DEFAULT_PRESET, LIVE_PRESET_CPU, LIVE_STRENGTH, PRESETS, STRENGTH, STRENGTH_RANGE, DreamSettings, preset
+from streamdream.settings import (
+    DEFAULT_PRESET,
+    LIVE_MAX_SEATS,
+    LIVE_PRESET_CPU,
+    LIVE_PRESET_GPU,
+    LIVE_QUEUE_LIMIT,
+    LIVE_SEAT_FPS_CPU,
+    LIVE_SEAT_FPS_GPU,
+    LIVE_SEAT_IDLE_S,
+    LIVE_STRENGTH,
+    PRESETS,
+    STRENGTH,
+    STRENGTH_RANGE,
+    DreamSettings,
+    preset,
+)
 
 from .ui_modes import MODES, TOOLS, available_models, frame_mode, layers, live_mode, mode_view, stream_settings, video_mode
 
@@ -55,7 +80,6 @@ MAX_VIDEO_SECONDS = 60.0
 MAX_STILL_SIDE = 2048  # hard cap; the slider picks the working size below it
 LIVE_TIME_LIMIT = 300  # seconds a live stream may run before it stops (the user can restart it)
 LIVE_IDLE_SECONDS = 120  # a live session that got no frame for this long is closed (its warm state freed)
-LIVE_STREAMS = 2  # live streams admitted at once; more wait in the queue
 RENDERS = 1  # still/video jobs admitted at once
 LIVE_VIEW_HEIGHT = 360  # px: the camera preview and the live dream are shown at this same height
 # A live frame is small (240 px on a CPU); stretch the dream over its whole box, like the camera's preview.
@@ -92,11 +116,27 @@ class Cancelled(Exception):
     pass
 
 
+def measure_capacity(engine: LiveEngine) -> Probe:
+    """How many live visitors this machine serves at a moving frame rate: the default live dream at the
+    live working size (a 4:3 camera), `LIVE_SEAT_FPS_*` frames per second each (`probe_capacity`)."""
+    side = live_max_side()
+    mode = live_mode("dream", DEFAULT_MODEL, "", LIVE_STRENGTH, None)
+    settings = preset(LIVE_PRESET_GPU if _cuda() else LIVE_PRESET_CPU)
+    with engine.exclusive():
+        return probe_capacity(mode, settings, (side * 3 // 4, side), min_fps=LIVE_SEAT_FPS_GPU if _cuda() else LIVE_SEAT_FPS_CPU,
+                              most=LIVE_MAX_SEATS)
+
+
+def queue_message(place: int, capacity: int) -> str:
+    seats = "the live seat is" if capacity == 1 else f"all {capacity} live seats are"
+    return f"{seats} taken: you are number {place} in the queue. Keep this tab open: your dream starts as soon as a seat frees."
+
+
 class App:
     """The app's folders and limits (one per `build_app`)."""
 
     def __init__(self, workdir: str | os.PathLike | None = None, *, max_video_seconds: float = MAX_VIDEO_SECONDS,
-                 live_time_limit: int = LIVE_TIME_LIMIT, engine: LiveEngine | None = None) -> None:
+                 live_time_limit: int = LIVE_TIME_LIMIT, max_live: int | None = None, engine: LiveEngine | None = None) -> None:
         if workdir is None:
             workdir = tempfile.mkdtemp(prefix="streamdream-ui-")
             atexit.register(shutil.rmtree, workdir, ignore_errors=True)
@@ -108,6 +148,41 @@ class App:
         self.live_time_limit = live_time_limit
         self.engine = engine or shared_engine()  # every tab's model work runs on it
         self._cancels: dict[str, threading.Event] = {}  # session hash -> "stop my render"
+        self.probe = measure_capacity(self.engine) if max_live is None else None
+        capacity = max_live if max_live is not None else self.probe.capacity
+        self.seats = Seats(capacity, idle_s=LIVE_SEAT_IDLE_S, queue_limit=LIVE_QUEUE_LIMIT, on_free=self._close_live)
+        self._live: dict[str, LiveSession] = {}  # session hash -> its live session on the engine
+
+    def live(self, frame, state: LiveState | None, request: gr.Request | None, serve: Callable[[], tuple]):
+        """A Live tab frame of one visitor: `serve()` (`live_frame`) if seated, else their place in the queue."""
+        visitor = getattr(request, "session_hash", None) or "anonymous"
+        if frame is None:
+            return None, state, "waiting for the camera"
+        try:
+            place = self.seats.visit(visitor)
+        except QueueFull as exc:
+            return None, state, str(exc)
+        if place:
+            return None, state, queue_message(place, self.seats.capacity)
+        with self.seats.serving(visitor):
+            out, state, readout = serve()
+        self._live[visitor] = state.session
+        if visitor not in self.seats.seated():  # freed while its frame was made (the tab closed): no one will close it
+            self._close_live(visitor)
+        return out, state, readout
+
+    def leave(self, request: gr.Request = None) -> None:  # annotated exactly so: Gradio passes the request
+        """The visitor closed the tab: free their seat, close their live stream, cancel their render."""
+        visitor = getattr(request, "session_hash", None) or "anonymous"
+        self.seats.leave(visitor)
+        self._close_live(visitor)
+        if visitor in self._cancels:
+            self._cancels[visitor].set()
+
+    def _close_live(self, visitor: str) -> None:
+        session = self._live.pop(visitor, None)
+        if session is not None:
+            session.close()
 
     def cancel_event(self, request: gr.Request | None) -> threading.Event:
         key = getattr(request, "session_hash", None) or "anonymous"
@@ -333,15 +408,20 @@ def _model_controls(default_objective: str, tab: str):
 
 
 def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: float = MAX_VIDEO_SECONDS,
-              live_time_limit: int = LIVE_TIME_LIMIT, live_streams: int = LIVE_STREAMS, engine: LiveEngine | None = None) -> gr.Blocks:
-    """The app; its tabs run on `engine` (default: the process's shared live engine)."""
-    app = App(workdir, max_video_seconds=max_video_seconds, live_time_limit=live_time_limit, engine=engine)
+              live_time_limit: int = LIVE_TIME_LIMIT, max_live: int | None = None, engine: LiveEngine | None = None) -> gr.Blocks:
+    """The app; its tabs run on `engine` (default: the process's shared live engine). `max_live`: live
+    seats (default: as many as this machine serves at a moving frame rate, measured now)."""
+    app = App(workdir, max_video_seconds=max_video_seconds, live_time_limit=live_time_limit, max_live=max_live, engine=engine)
     default_objective = create_model(DEFAULT_MODEL, device="cpu").defaults.dream
     fast = PRESETS[LIVE_PRESET_CPU]
     cpu_side = 320 if not _cuda() else 640
 
-    def live_endpoint(frame, model, objective, strength, iterations, carry, preset_name, state, kind="dream", style_path=None):
-        return live_frame(frame, model, objective, strength, iterations, carry, preset_name, state, kind, style_path, engine=app.engine)
+    def live_endpoint(frame, model, objective, strength, iterations, carry, preset_name, state, kind="dream", style_path=None,
+                      request: gr.Request = None):
+        def serve():
+            return live_frame(frame, model, objective, strength, iterations, carry, preset_name, state, kind, style_path, engine=app.engine)
+
+        return app.live(frame, state, request, serve)
 
     def still_endpoint(path, model, objective, strength, octaves, iterations, max_side, seed, kind="dream", style_path=None, class_index=1):
         return dream_still(path, model, objective, strength, octaves, iterations, max_side, seed, app, kind, style_path, class_index)
@@ -380,8 +460,7 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                     api_name="live_frame",
                     stream_every=0.1,
                     time_limit=app.live_time_limit,
-                    concurrency_limit=live_streams,
-                    concurrency_id="live",
+                    concurrency_limit=None,  # admission is the seats' (queued visitors must hear their place)
                     show_progress="hidden",
                 )
 
@@ -442,15 +521,20 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                     concurrency_limit=RENDERS,
                     concurrency_id="render",
                 )
+        demo.unload(app.leave)
     demo.streamdream_app = app  # for launch() and tests
     return demo
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, *, prevent_thread_lock: bool = False,
-           demo: gr.Blocks | None = None, workdir: str | os.PathLike | None = None, **kwargs):
-    """Serve the app; returns when the server stops (or at once with `prevent_thread_lock`)."""
-    demo = demo or build_app(workdir)
+           demo: gr.Blocks | None = None, workdir: str | os.PathLike | None = None, max_live: int | None = None, **kwargs):
+    """Serve the app (`demo`, or one built with `workdir` and `max_live`); returns when the server stops
+    (or at once with `prevent_thread_lock`)."""
+    demo = demo or build_app(workdir, max_live=max_live)
     app: App = demo.streamdream_app
+    if app.probe is not None:
+        tried = ", ".join(f"{count} at {fps:.1f} fps" for count, fps in app.probe.fps.items())
+        print(f"live seats: {app.seats.capacity} (measured streams sharing the model: {tried}; --max-live sets it)", file=sys.stderr)
     demo.queue(default_concurrency_limit=RENDERS, max_size=64)
     return demo.launch(
         server_name=host,

@@ -1,15 +1,19 @@
-"""Live dreaming throughput and latency, fed by a synthetic moving camera (no camera needed).
+"""Live dreaming throughput and latency, fed by synthetic moving cameras (no camera needed).
 
-A capture thread delivers frames of a generated camera pan at the source frame rate into a
-`LiveStream` (newest frame wins, stale frames dropped); the stream's session dreams them. Prints
-progress on stderr and one JSON object on its last line. The first frame (a full still dream) is
-reported apart and left out of the steady-state figures. `run()` is the same measurement for other
-scripts (`benchmarks/suite.py`).
+The camera loop delivers frames of generated camera moves at the source frame rate into live
+sessions of one `LiveEngine` (newest frame wins, stale frames dropped), which dreams them: with
+`--sessions N`, N cameras with different objectives and strengths share the engine's batched
+scheduler, after one session alone with the same settings in the same run (`scaling` compares
+the two). Prints progress on stderr and one JSON object on its last line. The first frame of a
+session (a full still dream, or a cold start) is left out of the steady-state figures. `run()` is
+the same measurement for other scripts (`benchmarks/suite.py`).
 
     python benchmarks/live.py --device cpu --resolution 320x240 --frames 60
     python benchmarks/live.py --device cuda --resolution 1280x720 --frames 300 --preset balanced
     python benchmarks/live.py --device cuda --resolution 640x480 --frames 300 --eager   # without CUDA graphs
     python benchmarks/live.py --device cuda --resolution 640x480 --frames 300 --style ../shared/styles/starry_night.jpg
+    python benchmarks/live.py --device cpu --resolution 160x120 --sessions 4 --frames 40
+    python benchmarks/live.py --device cuda --resolution 640x480 --sessions 16 --frames 300
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -26,12 +31,90 @@ import streamdream  # noqa: E402,F401  (first: sets the OpenMP wait policy befor
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from streamdream.samples.make import camera_frames  # noqa: E402
+from streamdream.samples.make import KINDS, camera_frames  # noqa: E402
 from streamdream.dream import Dreamer  # noqa: E402
-from streamdream.pipeline import LiveResult, LiveStream  # noqa: E402
+from streamdream.engine import LiveEngine, LiveResult  # noqa: E402
 from benchmarks import common  # noqa: E402
 from streamdream.session import StreamSession, preset  # noqa: E402
 from streamdream.style import Stylizer  # noqa: E402
+
+VISITORS = [(None, 1.0), ("blocks.3:5", 2.0), ("blocks.4", 0.5), ("blocks.4:39", 1.5)]
+"""What the simulated visitors choose (objective, strength), in turn: no two neighbours alike."""
+
+Results = list[tuple[LiveResult, dict, float]]  # result, the session's stage timings, wall time when ready
+
+
+def cameras(count: int, size: tuple[int, int], length: int = 120) -> list[list[np.ndarray]]:
+    """`count` different moving cameras: the sample moves (pan, zoom, rotate), then their mirror
+    images, then the same started later in the clip."""
+    moves = {kind: camera_frames(kind, size, length)[0] for kind in KINDS[: min(count, len(KINDS))]}
+    clips = []
+    for i in range(count):
+        clip = moves[KINDS[i % len(KINDS)]]
+        if i // len(KINDS) % 2:
+            clip = [np.ascontiguousarray(frame[:, ::-1]) for frame in clip]
+        offset = 7 * (i // (2 * len(KINDS)))
+        clips.append(clip[offset:] + clip[:offset])
+    return clips
+
+
+def camera_frame(clip: list[np.ndarray], index: int) -> np.ndarray:
+    """The camera's frame at tick `index`: the clip forth and back, so the motion never jumps."""
+    return clip[index % len(clip)] if index // len(clip) % 2 == 0 else clip[-1 - index % len(clip)]
+
+
+@dataclass
+class Measured:
+    results: list[Results]  # per stream
+    dropped: list[int]  # per stream: camera frames replaced before the engine took them
+    mean_batch: float  # frames per optimizer call once every stream was running (first frames left out)
+
+
+def measure(streams: list[StreamSession], clips: list[list[np.ndarray]], frames: int, source_fps: float,
+            deadline: float | None) -> Measured:
+    """Feed each stream its camera at `source_fps` through one live engine until every stream has
+    `frames` results after its first."""
+    results: list[Results] = [[] for _ in streams]
+    done, running = threading.Event(), threading.Event()
+
+    def collector(i: int):
+        def collect(result: LiveResult) -> None:
+            results[i].append((result, vars(streams[i].timings).copy(), time.perf_counter()))
+            least = min(len(r) for r in results)
+            if least >= 1:
+                running.set()
+            if least == len(results[i]) and not done.is_set():  # this stream was among the slowest: the count moved
+                print(f"\r{least - 1}/{frames} frames" + (f" on each of {len(streams)} sessions" if len(streams) > 1 else ""), end="", file=sys.stderr)
+            if least > frames:
+                done.set()
+        return collect
+
+    with LiveEngine() as engine:
+        sessions = [engine.attach(stream, on_result=collector(i)) for i, stream in enumerate(streams)]
+        index, counted = 0, None
+        while not done.is_set() and (deadline is None or time.perf_counter() < deadline):
+            if counted is None and running.is_set():
+                counted = (engine.steps, engine.batched)  # from here on every session is warm
+            for session, clip in zip(sessions, clips):  # the cameras: one frame per period, kept up with or not
+                session.submit(camera_frame(clip, index))
+            index += 1
+            time.sleep(1.0 / source_fps)
+        steps, batched = engine.steps - (counted or (0, 0))[0], engine.batched - (counted or (0, 0))[1]
+    print(file=sys.stderr)
+    return Measured(results, [session.dropped for session in sessions], batched / steps if steps else 0.0)
+
+
+def steady(results: Results, frames: int, resolution: str) -> Results:
+    """The results after the first (a still dream, or a cold start), at most `frames` of them."""
+    kept = results[1 : frames + 1]
+    if len(kept) < 2:
+        raise TimeoutError(f"{len(kept)} steady {resolution} frames before the deadline, at least 2 needed")
+    return kept
+
+
+def fps(results: Results) -> float:
+    """Results per second of wall time, sustained."""
+    return (len(results) - 1) / (results[-1][2] - results[0][2])
 
 
 def run(
@@ -43,61 +126,70 @@ def run(
     source_fps: float = 30.0,
     eager: bool = False,
     style=None,
+    sessions: int = 1,
     deadline: float | None = None,
 ) -> dict:
-    """One live session measured over `frames` results after the first; returns the JSON report.
+    """Live sessions measured over `frames` results each after their first; returns the JSON report.
 
+    One session: throughput, latency, stage timings and memory. Several (`sessions`): N cameras,
+    each with its own objective and strength (`VISITORS`), served together by one engine, and one
+    session alone with the first visitor's settings measured first in the same run, for `scaling`.
     `style`: a painting (path or picture) for neural style instead of the dream. `deadline` (a
     `time.perf_counter()` value) ends the measurement early with the results so far, so a caller
     with a time budget is never held up; fewer than two steady results by then is a TimeoutError.
     """
     width, height = (int(v) for v in resolution.split("x"))
     options = {"device": device, "cuda_graphs": not eager}
-    mode = Stylizer(style, **options) if style is not None else Dreamer(**options)
-    name = preset_name if preset_name != "auto" else ("fast" if mode.device.type == "cpu" else "balanced")
-    session = StreamSession(mode, preset(name))
-    clip, _ = camera_frames("pan", (width, height), 120)
-    results: list[tuple[LiveResult, dict, float]] = []  # result, stage timings, wall time when ready
-    done = threading.Event()
-
-    def collect(result: LiveResult) -> None:
-        results.append((result, vars(session.timings).copy(), time.perf_counter()))
-        print(f"\r{len(results) - 1}/{frames} frames", end="", file=sys.stderr)
-        if len(results) > frames:
-            done.set()
-
-    if mode.device.type == "cuda":
+    if style is not None:
+        modes = [Stylizer(style, **options)] * sessions
+    else:
+        first = Dreamer(**options)  # loads the model; the other visitors' dreamers share it
+        modes = [Dreamer(first.model, objective, step=first.model.defaults.dream_step * strength, **options)
+                 for objective, strength in VISITORS]
+        modes = [modes[i % len(modes)] for i in range(sessions)]
+    name = preset_name if preset_name != "auto" else ("fast" if modes[0].device.type == "cpu" else "balanced")
+    clips = cameras(sessions, (width, height))
+    if modes[0].device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    with LiveStream(session, on_result=collect) as live:
-        index = 0
-        while not done.is_set() and (deadline is None or time.perf_counter() < deadline):
-            # the camera: one frame per period, whether or not the session keeps up
-            live.submit(clip[index % len(clip)] if index // len(clip) % 2 == 0 else clip[-1 - index % len(clip)])
-            index += 1
-            time.sleep(1.0 / source_fps)
-    print(file=sys.stderr)
-    steady = results[1 : frames + 1]
-    if len(steady) < 2:
-        raise TimeoutError(f"{len(steady)} steady {resolution} frames before the deadline, at least 2 needed")
-    first = results[0][0]
-    latencies = np.array([r.latency_ms for r, _, _ in steady])
-    stage = {key: float(np.mean([t[key] for _, t, _ in steady])) for key in ("flow_ms", "optimize_ms", "io_ms")}
-    return {
-        "device": str(mode.device),
+    alone = measure([StreamSession(modes[0], preset(name))], clips[:1], frames, source_fps, deadline)
+    kept = steady(alone.results[0], frames, resolution)
+    latencies = np.array([r.latency_ms for r, _, _ in kept])
+    report = {
+        "device": str(modes[0].device),
         "mode": "style" if style is not None else "dream",
         "resolution": resolution,
         "preset": name,
         "source_fps": source_fps,
-        "frames": len(steady),
-        "fps": (len(steady) - 1) / (steady[-1][2] - steady[0][2]),  # results per second of wall time, sustained
+        "frames": len(kept),
+        "fps": fps(kept),
         "latency_p50_ms": float(np.percentile(latencies, 50)),
         "latency_p95_ms": float(np.percentile(latencies, 95)),
-        "first_frame_ms": first.latency_ms,
-        "dropped": live.dropped,
-        "gpu_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if mode.device.type == "cuda" else 0.0,
-        "gpu_reserved_mb": torch.cuda.max_memory_reserved() / 2**20 if mode.device.type == "cuda" else 0.0,
-        "captured_graphs": len(mode.graphs) if mode.graphs is not None else 0,
-        **stage,
+        "first_frame_ms": alone.results[0][0][0].latency_ms,
+        "dropped": alone.dropped[0],
+        "gpu_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if modes[0].device.type == "cuda" else 0.0,
+        "gpu_reserved_mb": torch.cuda.max_memory_reserved() / 2**20 if modes[0].device.type == "cuda" else 0.0,
+        "captured_graphs": len(modes[0].graphs) if modes[0].graphs is not None else 0,
+        **{key: float(np.mean([t[key] for _, t, _ in kept])) for key in ("flow_ms", "optimize_ms", "io_ms")},
+    }
+    if sessions == 1:
+        return report
+    streams = [StreamSession(mode, preset(name)) for mode in modes]
+    many = measure(streams, clips, frames, source_fps, deadline)
+    kept_each = [steady(r, frames, resolution) for r in many.results]
+    per_session = [fps(k) for k in kept_each]
+    return {
+        **{key: report[key] for key in ("device", "mode", "resolution", "preset", "source_fps")},
+        "sessions": sessions,
+        "frames": min(len(k) for k in kept_each),
+        "per_session_fps": per_session,
+        "latency_p95_ms": [float(np.percentile([r.latency_ms for r, _, _ in k], 95)) for k in kept_each],
+        "aggregate_fps": sum(per_session),
+        "single_session_fps": report["fps"],
+        "scaling": sum(per_session) / report["fps"],
+        "fairness": min(per_session) / max(per_session),  # 1: every session at the same rate
+        "mean_batch": many.mean_batch,
+        "dropped": many.dropped,
+        "gpu_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if modes[0].device.type == "cuda" else 0.0,
     }
 
 
@@ -106,6 +198,8 @@ def main() -> None:
         parser.add_argument("--frames", type=int, help="results to collect after the first frame (default %(default)s)")
         parser.add_argument("--source-fps", type=float, help="the simulated camera's frame rate (default %(default)s)")
         parser.add_argument("--style", metavar="PAINTING", help="neural style with this painting instead of the dream")
+        parser.add_argument("--sessions", type=int, help="live sessions served together, each its own camera, objective and strength; "
+                            "also measures one session alone in the same run (default %(default)s)")
 
     common.main(run, __doc__, add_arguments, "fast, balanced, quality; auto = fast on CPU, balanced on GPU")
 

@@ -5,7 +5,7 @@ Runs, most important first, within a time budget:
   1. the CUDA tests (pytest, in a subprocess)
   2. live dream, one session, at 640x480 and 1280x720 (`benchmarks/live.py`)
   3. per-iteration time of the dream step at 640x480: eager, captured CUDA graph, torch.compile
-  4. live sessions 1, 4, 16 through a batched scheduler (skipped until the project has one)
+  4. live sessions 4 and 16 (each against one alone) through the batched scheduler
   5. offline 1920x1080 file render (`benchmarks/offline.py`) and a 1024 px still dream
   6. live neural style at 640x480 (`benchmarks/live.py --style`)
   7. the classic PyTorch DeepDream recipe (VGG16, random weights) at the live size, and the speedup
@@ -28,7 +28,6 @@ import argparse
 import datetime
 import functools
 import gc
-import importlib.util
 import itertools
 import json
 import os
@@ -85,6 +84,9 @@ class Sizes:
     still_side: int = 1024
     style: str = "640x480"
     style_frames: int = 150
+    sessions: tuple[int, ...] = (4, 16)  # live sessions sharing the model (each run also measures one alone)
+    sessions_resolution: str = "640x480"
+    sessions_frames: int = 150
     classic_octaves: int = 4
     classic_iterations: int = 10
     classic_frames: int = 3
@@ -101,6 +103,9 @@ SMOKE = Sizes(
     still_side=64,
     style="64x48",
     style_frames=4,
+    sessions=(3,),
+    sessions_resolution="64x48",
+    sessions_frames=4,
     classic_octaves=2,
     classic_iterations=3,
     classic_frames=1,
@@ -133,6 +138,11 @@ LIVE_TARGETS = (  # per live resolution, in Sizes.live order
 ITERATION_TARGET = Target("<=", 1.0, "ms")
 OFFLINE_TARGET = Target(">=", 20, "fps")
 STYLE_TARGET = Target(">=", 30, "fps")
+SESSION_TARGETS = {  # issue #14, at 640x480 with 16 sessions
+    "min_session_fps": Target(">=", 24, "fps"),
+    "latency_p95_ms": Target("<=", 80, "ms"),
+    "scaling": Target(">=", 8, "x"),
+}
 SPEEDUP_TARGET = Target(">=", 300, "x")
 
 
@@ -365,7 +375,8 @@ def compile_probe(ctx: Context) -> dict:
     image = step_image(ctx, dreamer)
     eager = dream_steps(dreamer, image, COMPARE_STEPS)
     model, objective, rule = dreamer.model, dreamer.objective, dreamer.rule
-    step = lambda image, shift: gradient_step(image, shift, model, objective, rule)  # noqa: E731
+    size = torch.full((1, 1, 1, 1), rule.step, device=dreamer.device)
+    step = lambda image, shift: gradient_step(image, shift, size, model, objective, rule)  # noqa: E731
     backend, mode = ("eager", None) if ctx.smoke else ("inductor", ctx.compile_mode)
 
     def shifts(count: int) -> torch.Tensor:  # the shifts `dream_steps` draws from the same seed
@@ -474,12 +485,37 @@ def optimizer_step(ctx: Context) -> Result:
 
 
 def batched_sessions(ctx: Context) -> Result:
-    """Hook for the batched scheduler (a later issue): 1, 4 and 16 live sessions sharing the model."""
-    if importlib.util.find_spec("streamdream.scheduler") is None:
-        status = "skipped: no batched scheduler yet"
-    else:
-        status = "skipped: streamdream.scheduler exists but the suite does not measure it yet"
-    return Result({"status": status}, [Row(4, "live sessions 1 / 4 / 16 (batched)", status)])
+    """N live sessions (different cameras, objectives and strengths) on the batched scheduler, measured
+    exactly as `benchmarks/live.py --sessions N` measures them; each run also measures one session alone."""
+    result = Result()
+    resolution = ctx.sizes.sessions_resolution
+    for i, count in enumerate(ctx.sizes.sessions):
+        share = ctx.left() / (len(ctx.sizes.sessions) - i)
+        log(f"  {count} live sessions {resolution}, up to {ctx.sizes.sessions_frames} frames each in {share:.0f} s")
+        try:
+            report = live.run(
+                device=str(ctx.device),
+                resolution=resolution,
+                frames=ctx.sizes.sessions_frames,
+                source_fps=ctx.sizes.source_fps,
+                sessions=count,
+                deadline=time.perf_counter() + share,
+            )
+        except TimeoutError as error:
+            result.figures[str(count)] = {"status": f"stopped: budget ({error})"}
+            result.rows.append(Row(4, f"{count} live sessions {resolution}", result.figures[str(count)]["status"]))
+            continue
+        result.figures[str(count)] = report
+        targets = SESSION_TARGETS if count == 16 else {}
+        name = f"{count} sessions {resolution}"
+        result.rows += [
+            Row(4, f"{name}: one session alone", f"{report['single_session_fps']:.1f}", "fps"),
+            ctx.judge(4, f"{name}: slowest session", min(report["per_session_fps"]), "fps", targets.get("min_session_fps")),
+            ctx.judge(4, f"{name}: worst latency p95", max(report["latency_p95_ms"]), "ms", targets.get("latency_p95_ms")),
+            ctx.judge(4, f"{name}: scaling (all sessions' fps / one alone)", report["scaling"], "x", targets.get("scaling")),
+            Row(4, f"{name}: frames per optimizer step", f"{report['mean_batch']:.2f}", ""),
+        ]
+    return result
 
 
 # --- step 5: offline render and a still -----------------------------------------------------------
@@ -627,7 +663,7 @@ STEPS = [
     Step("1_cuda_tests", "CUDA tests", 60, 10, cuda_tests),
     Step("2_live_dream", "live dream, one session", 80, 10, live_dream),
     Step("3_optimizer_step", "per-iteration time: eager, CUDA graph, torch.compile", 150, 10, optimizer_step),
-    Step("4_batched_sessions", "live sessions 1, 4, 16 (batched scheduler)", 1, 0, batched_sessions),
+    Step("4_batched_sessions", "live sessions 4 and 16 (batched scheduler)", 60, 10, batched_sessions),
     Step("5_offline", "offline file render and still", 60, 10, offline_and_still),
     Step("6_live_style", "live style", 50, 10, live_style),
     Step("7_classic", "classic recipe and speedup", 40, 5, classic_recipe),

@@ -6,6 +6,8 @@ stills, video frames and live streams. `dream()` is the one-call API for a singl
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -16,7 +18,7 @@ from .io.images import from_rgb_like, resize_max_side, to_picture
 from .models import DEFAULT_MODEL, Backbone, create_model, resolve_device
 from .modes import WarmStartMode
 from .objectives import Objective, guide, parse_objective
-from .optimize import NormalizedAscent, Octaves, Progress, evaluate, make_generator, optimize
+from .optimize import NormalizedAscent, Octaves, OptimizeCall, Progress, evaluate, make_generator
 from .settings import DreamSettings, TemporalSettings
 
 GUIDE_MAX_SIDE = 512
@@ -80,7 +82,7 @@ class Dreamer(WarmStartMode):
         """How many optimizer steps a picture of this size takes (for progress bars)."""
         return len(Octaves(octaves or self.octaves, self.octave_scale).sizes(height, width)) * self.iterations
 
-    def dream_tensor(
+    def call(
         self,
         image: torch.Tensor,
         *,
@@ -88,38 +90,48 @@ class Dreamer(WarmStartMode):
         residual: torch.Tensor | None = None,
         octaves: int | None = None,
         iterations: int | None = None,
-        progress: Progress | None = None,
-    ) -> torch.Tensor:
-        """Dream a B x 3 x H x W tensor in [0, 1]; `residual` warm-starts it (see `optimize`).
-
-        `iterations` may be 0 (the warm start alone), so it is compared with None, not truthiness.
-        """
-        return optimize(
+        step: float = 1.0,
+    ) -> OptimizeCall:
+        """The optimizer call that dreams a 1 x 3 x H x W tensor in [0, 1], planned (see `dream_tensor`);
+        `step` scales the rule's step size."""
+        return OptimizeCall(
             image.to(self.device),
             self.model,
             self.objective,
-            self.rule,
+            self.rule if step == 1.0 else replace(self.rule, step=self.rule.step * step),
             steps=self.iterations if iterations is None else iterations,
             schedule=Octaves(self.octaves if octaves is None else octaves, self.octave_scale),
             residual=residual,
             generator=generator,
             graphs=self.graphs,
-            progress=progress,
         )
 
+    def dream_tensor(self, image: torch.Tensor, *, generator: torch.Generator, progress: Progress | None = None, **options) -> torch.Tensor:
+        """Dream a 1 x 3 x H x W tensor in [0, 1]: `call(image, generator=..., **options)` run now.
+
+        `residual` warm-starts it (see `optimize`); `iterations` may be 0 (the warm start alone).
+        """
+        return self.call(image, generator=generator, **options).run(progress)
+
     def first_frame(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.plan_first_frame(image, generator).run()
+
+    def plan_first_frame(self, image: torch.Tensor, generator: torch.Generator) -> OptimizeCall:
         """A stream's first frame gets the full still dream."""
-        return self.dream_tensor(image, generator=generator)
+        return self.call(image, generator=generator)
 
     def carried(self, previous_input: torch.Tensor, previous_output: torch.Tensor) -> torch.Tensor:
         """The dream's residual: re-anchored on the new frame, it keeps the dream and follows the picture."""
         return previous_output - previous_input
 
     def warm_frame(self, image: torch.Tensor, carried: torch.Tensor, trust: torch.Tensor, settings: TemporalSettings, generator: torch.Generator) -> torch.Tensor:
-        """The trusted residual on the new frame, then a few iterations at reduced octaves."""
-        return self.dream_tensor(
-            image, generator=generator, residual=carried * trust, octaves=settings.frame_octaves, iterations=settings.frame_iterations
-        )
+        return self.warm_work(image, carried, trust, settings, generator).run()
+
+    def warm_work(self, image: torch.Tensor, carried: torch.Tensor, trust: torch.Tensor, settings: TemporalSettings, generator: torch.Generator) -> OptimizeCall:
+        """The trusted residual on the new frame, then a few iterations at reduced octaves, at the
+        frame step: with the carry near 1, smaller steps change each frame less at the same strength."""
+        return self.call(image, generator=generator, residual=carried * trust, octaves=settings.frame_octaves,
+                         iterations=settings.frame_iterations, step=settings.frame_step)
 
     def dream(self, image, *, seed: int | None = 0, progress: Progress | None = None):
         """Dream a numpy array or PIL image; returns the same type (alpha, if any, is kept as it was)."""

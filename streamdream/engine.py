@@ -3,9 +3,12 @@
 A front end (the web UI, `benchmarks/live.py` through `pipeline.LiveStream`, a script) opens a
 `LiveSession` per camera with `LiveEngine.open` and hands it frames with `submit`, which never
 blocks: the newest frame wins, and a frame replaced before the worker took it is counted in
-`dropped`. Each tick the worker gathers the pending frame of every open session (`_gather`), then
-serves them one after another, round robin, so a busy stream cannot starve a quiet one. Gathering
-is the seam for batching: frames of compatible sessions gathered in one tick could become one batch.
+`dropped`. Each tick the worker gathers the pending frame of every open session (`_gather`),
+pads each to a size bucket, computes their optical flows in parallel (OpenCV releases the GIL),
+plans each session's model work, and runs the plans under the compute lock as batches: frames of
+sessions with the same model, working size and step settings share every optimizer step
+(`streamdream.scheduler`); the others run one after another in the same tick. Every session with a
+pending frame gets one result per tick, so no session starves and equal sessions run at equal rates.
 
 Model work of other kinds (a still, a video render) runs under the same lock through
 `exclusive()`, `run(fn)` or a mode wrapped by `serialized(mode)`; the lock is granted in arrival
@@ -16,10 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,7 +32,8 @@ import numpy as np
 import torch
 
 from .errors import StreamdreamError
-from .session import FrameMode, StreamSession, TemporalSettings
+from .scheduler import batches, run_planned, to_bucket
+from .session import FrameMode, StartedFrame, StreamSession, TemporalSettings
 
 T = TypeVar("T")
 
@@ -215,6 +221,8 @@ class LiveEngine:
         self._lock = FairLock()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self.steps = 0  # optimizer calls run for live frames (a batch is one)
+        self.batched = 0  # frames those calls served
 
     # ---- live sessions
 
@@ -290,12 +298,17 @@ class LiveEngine:
             self._sessions.remove(session)
         self._cond.notify_all()
 
+    @property
+    def mean_batch(self) -> float:
+        """Live frames per optimizer call so far (1: nothing was batched)."""
+        with self._cond:
+            return self.batched / self.steps if self.steps else 0.0
+
     def _gather(self) -> list[_Job]:
         """Wait for frames; take the pending frame of every open session (empty: the engine stops).
 
-        The batching seam: today the jobs are served one after another; frames of sessions with the
-        same mode and size could be stacked here and optimized as one batch. The served sessions move
-        to the back of the serving order, so each tick starts with the ones served longest ago.
+        The served sessions move to the back of the serving order, so each tick starts with the ones
+        served longest ago.
         """
         with self._cond:
             self._cond.wait_for(lambda: self._stopping or any(s._pending is not None for s in self._sessions))
@@ -312,46 +325,79 @@ class LiveEngine:
             return jobs
 
     def _work(self) -> None:
-        try:
-            while jobs := self._gather():
-                for job in jobs:
-                    self._serve(job)
-        finally:  # stopped (or, by a bug, crashed): nobody waits for a frame that will never come
-            with self._cond:
-                self._stopping = True
-                for session in list(self._sessions):
-                    self._forget(session)
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="streamdream-flow") as pool:
+            try:
+                while jobs := self._gather():
+                    self._serve(jobs, pool)
+            finally:  # stopped (or, by a bug, crashed): nobody waits for a frame that will never come
+                with self._cond:
+                    self._stopping = True
+                    for session in list(self._sessions):
+                        self._forget(session)
 
-    def _serve(self, job: _Job) -> None:
+    def _serve(self, jobs: list[_Job], pool: ThreadPoolExecutor) -> None:
+        """One tick: start every job's frame (flows in parallel), run the planned work as batches, finish."""
+        started = [(job, frame) for job, frame in zip(jobs, pool.map(self._start, jobs)) if frame is not None]
+        if not started:
+            return
+        works = [frame.work for _, frame in started]
+        with self._lock:
+            outputs = run_planned(works)
+        with self._cond:
+            self.steps += len(batches(works))
+            self.batched += len(works)
+        for (job, frame), out in zip(started, outputs):
+            self._finish(job, frame, out)
+
+    def _start(self, job: _Job) -> StartedFrame | None:
+        """Apply the session's queued changes, compute the frame's flow (in its bucket size) and plan its work."""
         session, stream = job.session, job.session.stream
         try:
             if session.closed:  # closed after its frame was gathered
-                return
+                self._idle(session)
+                return None
             if "mode" in job.changes:
                 stream.mode = job.changes["mode"]
             if "settings" in job.changes:
                 stream.settings = job.changes["settings"]
             if job.changes.get("reset"):
                 stream.reset()
-            prepared = stream.prepare(job.image)  # the flow, outside the lock
-            with self._lock:
-                out = stream.process(prepared)
+            return stream.begin(stream.prepare(to_bucket(job.image)))
+        except BaseException as error:  # noqa: BLE001 - kept for the session's owner; the engine serves the others
+            self._fail(session, error)
+            return None
+
+    def _finish(self, job: _Job, frame: StartedFrame, out: torch.Tensor | BaseException) -> None:
+        session = job.session
+        try:
+            if isinstance(out, BaseException):
+                raise out
+            height, width = job.image.shape[:2]
+            image = np.ascontiguousarray(session.stream.finish(frame, out)[:height, :width])  # the bucket's padding cropped off
             with self._cond:
-                result = LiveResult(out, 1000 * (time.perf_counter() - job.submitted), session.processed, job.frame)
+                result = LiveResult(image, 1000 * (time.perf_counter() - job.submitted), session.processed, job.frame)
                 session.latest = result
                 session.processed += 1
                 session._stamps.append(time.perf_counter())
                 self._cond.notify_all()
             if session.on_result is not None:
                 session.on_result(result)
-        except BaseException as error:  # noqa: BLE001 - kept for the session's owner; the engine serves the others
-            with self._cond:
-                session.error = error
-                self._forget(session)
+        except BaseException as error:  # noqa: BLE001 - kept for the session's owner
+            self._fail(session, error)
         finally:
-            with self._cond:
-                session._busy = False
-                self._cond.notify_all()
+            self._idle(session)
+
+    def _fail(self, session: LiveSession, error: BaseException) -> None:
+        with self._cond:
+            session.error = error
+            self._forget(session)
+            session._busy = False
+            self._cond.notify_all()
+
+    def _idle(self, session: LiveSession) -> None:
+        with self._cond:
+            session._busy = False
+            self._cond.notify_all()
 
 
 class _Serialized:

@@ -104,6 +104,20 @@ def guide(layer: str, guide_features: torch.Tensor) -> Objective:
     return Objective(score, [layer], f"guide({layer})")
 
 
+def per_sample(objectives: Sequence[Objective]) -> Objective:
+    """One objective per sample of a batch (the frames of several streams), summed.
+
+    Each objective sees only its own sample's activations, so each sample's gradient is exactly its
+    own objective's, as if it ran alone.
+    """
+    layers = frozenset().union(*(o.layers for o in objectives))
+
+    def score(acts: Activations) -> torch.Tensor:
+        return sum(o({layer: acts[layer][i : i + 1] for layer in o.layers}) for i, o in enumerate(objectives))
+
+    return Objective(score, layers, f"per_sample({', '.join(o.description for o in objectives)})")
+
+
 # --- parsing -------------------------------------------------------------------------------------
 
 _TERM = re.compile(r"^\s*(?:(?P<weight>\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?(?P<atom>\S+)\s*$")

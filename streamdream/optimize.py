@@ -24,7 +24,7 @@ import contextlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Protocol
 
@@ -35,7 +35,7 @@ import torchvision.transforms.functional as TF
 from .convert import upload
 from .cuda_graphs import Captured, GraphCache, static_step
 from .models import Backbone
-from .objectives import Objective
+from .objectives import Objective, per_sample
 
 
 Progress = Callable[[int], None]
@@ -74,15 +74,20 @@ def jitter_shifts(generator: torch.Generator, jitter: int, count: int) -> torch.
 
 
 def roll(image: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """`torch.roll(image, shift, (2, 3))` for a (dy, dx) shift held in a tensor.
+    """`torch.roll(image, shift, (2, 3))` for (dy, dx) shifts held in a tensor: one (shape 2 or 1 x 2)
+    for the whole batch, or one per sample (B x 2, the frames of several streams in one batch).
 
     A gather with indices computed on the device (`shift` lives on the image's device), so the shift is
     an input of a captured graph rather than a constant baked into it; `roll(roll(x, s), -s)` is `x`.
     """
-    height, width = image.shape[-2:]
-    rows = torch.remainder(torch.arange(height, device=image.device) - shift[0], height)
-    cols = torch.remainder(torch.arange(width, device=image.device) - shift[1], width)
-    return image.index_select(2, rows).index_select(3, cols)
+    batch, channels, height, width = image.shape
+    shift = shift.view(-1, 2, 1)
+    rows = torch.remainder(torch.arange(height, device=image.device) - shift[:, 0], height)  # S x H
+    cols = torch.remainder(torch.arange(width, device=image.device) - shift[:, 1], width)  # S x W
+    if shift.shape[0] == 1:
+        return image.index_select(2, rows[0]).index_select(3, cols[0])
+    index = (rows[:, :, None] * width + cols[:, None, :]).view(batch, 1, height * width).expand(-1, channels, -1)
+    return image.flatten(2).gather(2, index).view_as(image)
 
 
 def tile_slices(length: int, tile: int) -> list[slice]:
@@ -170,18 +175,22 @@ def laplacian_normalize(grad: torch.Tensor, levels: int = 4) -> torch.Tensor:
     return laplacian_merge([b / (b.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-8) for b in bands])
 
 
-def gradient_step(image: torch.Tensor, shift: torch.Tensor, model: Backbone, objective: Objective, rule: NormalizedAscent) -> torch.Tensor:
-    """One normalized gradient step on `image` seen through a jitter roll by `shift`; returns the new image.
+def gradient_step(
+    image: torch.Tensor, shift: torch.Tensor, step: torch.Tensor, model: Backbone, objective: Objective, rule: NormalizedAscent
+) -> torch.Tensor:
+    """One normalized gradient step of size `step` (per sample, B x 1 x 1 x 1) on `image` seen through
+    a jitter roll by `shift`; returns the new image.
 
-    A pure function of tensors with no host synchronization, so the same code runs eagerly and as a
-    captured CUDA graph.
+    The gradient is normalized per sample, so the samples of a batch move as they would alone. A pure
+    function of tensors with no host synchronization, so the same code runs eagerly and as a captured
+    CUDA graph.
     """
     grad, _ = objective_gradient(model, objective, roll(image, shift), rule.tile)
     grad = roll(grad, -shift)
     if rule.lapnorm:
         grad = laplacian_normalize(grad, rule.lapnorm_levels)
     grad = grad / (grad.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)
-    return (image + rule.step * grad).clamp_(0.0, 1.0)
+    return (image + step * grad).clamp_(0.0, 1.0)
 
 
 def descent_step(x: torch.Tensor, optimizer: torch.optim.Optimizer, objective: Objective, model: Backbone) -> None:
@@ -220,11 +229,15 @@ ObjectiveLike = Objective | Targeted | Callable[[Size], Objective]
 """What `optimize` takes: an Objective, a `Targeted` one, or the Objective at an octave's (height, width)."""
 
 
+Generators = torch.Generator | Sequence[torch.Generator] | None
+"""The jitter's random source: one for the whole batch, or one per sample (the streams of a batch)."""
+
+
 class StepRule(Protocol):
     """How the image moves, step by step, at one octave."""
 
     def run(
-        self, image: torch.Tensor, model: Backbone, objective: Targeted, steps: int, generator: torch.Generator | None, graphs: GraphCache | None, progress: Progress | None
+        self, image: torch.Tensor, model: Backbone, objective: Targeted, steps: int, generator: Generators, graphs: GraphCache | None, progress: Progress | None
     ) -> torch.Tensor:
         """`steps` steps on `image` (left as it was); the new image. With `graphs`, as a captured step
         from a size's second use on (`static_step`)."""
@@ -241,13 +254,15 @@ class NormalizedAscent:
     """DeepDream's step: `x += step * g / mean|g|` on the jitter-rolled, tiled gradient (see `gradient_step`).
 
     No defaults for the tunable numbers: the modes build their rules from `streamdream.settings`.
+    `step` may be one size per sample (a batch of live streams at different strengths); it is an
+    input of the captured step, not part of its key, so a strength slider never causes a new capture.
 
     `blur_every` > 0 blurs the image (Gaussian, `blur_sigma` px) after every that many steps and at
     the end of each octave: with Laplacian normalization it keeps an image grown from noise free of
     the high-frequency patterns a class gradient prefers.
     """
 
-    step: float
+    step: float | tuple[float, ...]
     jitter: int
     tile: int
     lapnorm: bool = False
@@ -256,17 +271,20 @@ class NormalizedAscent:
     blur_sigma: float = 0.0
 
     def run(self, image, model, objective, steps, generator, graphs, progress):  # typed in StepRule
-        shifts = upload(jitter_shifts(generator, self.jitter, steps), image.device)
+        generators = generator if isinstance(generator, Sequence) else [generator]
+        shifts = upload(torch.stack([jitter_shifts(g, self.jitter, steps) for g in generators], 1), image.device)  # steps x G x 2
+        sizes = torch.tensor(self.step if isinstance(self.step, tuple) else (self.step,), dtype=image.dtype)
+        inputs = {**objective.targets, "image": image, "shift": shifts[0], "step": upload(sizes.view(-1, 1, 1, 1), image.device)}
 
         def build(buffers: dict[str, torch.Tensor], capture: bool) -> Captured:
             loss = objective.build(buffers)
 
             def step() -> None:
-                buffers["image"].copy_(gradient_step(buffers["image"], buffers["shift"], model, loss, self))
+                buffers["image"].copy_(gradient_step(buffers["image"], buffers["shift"], buffers["step"], model, loss, self))
 
             return Captured(step, buffers, image.device, capture=capture)
 
-        with static_step(graphs, _key(self, image, model, objective), build, {**objective.targets, "image": image, "shift": shifts[0]}) as captured:
+        with static_step(graphs, _key(replace(self, step=0.0), image, model, objective), build, inputs) as captured:
             for done, shift in enumerate(shifts, 1):
                 captured.buffers["shift"].copy_(shift)
                 captured.replay()
@@ -416,3 +434,89 @@ def _targeted(objective: ObjectiveLike, size: Size) -> Targeted:
     if not isinstance(objective, Objective):
         objective = objective(size)
     return Targeted(lambda _: objective, {}, id(objective))
+
+
+# --- planned calls: the work of many streams, run as one batch -------------------------------------
+
+
+class Work(Protocol):
+    """A frame's model work, planned but not yet run (`streamdream.modes.WarmStartMode.plan_next_frame`).
+
+    Works with equal, non-None `batch_key`s may run as one batch (`streamdream.scheduler`).
+    """
+
+    batch_key: Hashable | None
+
+    def run(self) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True, eq=False)
+class Deferred:
+    """Work that can only run alone: a function to call."""
+
+    fn: Callable[[], torch.Tensor]
+    batch_key = None
+
+    def run(self) -> torch.Tensor:
+        return self.fn()
+
+
+@dataclass(frozen=True, eq=False)
+class OptimizeCall:
+    """One `optimize` call, planned: its arguments, kept so that the calls of several streams (each on
+    one 1 x 3 x H x W frame) can be stacked into one (`run_stacked`)."""
+
+    image: torch.Tensor
+    model: Backbone
+    objective: Objective
+    rule: NormalizedAscent
+    steps: int
+    schedule: Octaves | None = None
+    residual: torch.Tensor | None = None
+    generator: torch.Generator | None = None
+    graphs: GraphCache | None = None
+
+    def run(self, progress: Progress | None = None) -> torch.Tensor:
+        return optimize(
+            self.image, self.model, self.objective, self.rule, steps=self.steps, schedule=self.schedule,
+            residual=self.residual, generator=self.generator, graphs=self.graphs, progress=progress,
+        )
+
+    @property
+    def batch_key(self) -> Hashable | None:
+        """Calls that can share every step: same model, size, step count, octaves and rule but the step size."""
+        image = self.image
+        if image.shape[0] != 1:
+            return None
+        return (id(self.model), replace(self.rule, step=0.0), self.steps, self.schedule, tuple(image.shape), image.dtype, image.device)
+
+
+def run_stacked(calls: Sequence[OptimizeCall]) -> list[torch.Tensor]:
+    """Run calls of equal `batch_key` as one batch: each optimizer step runs once for all of them.
+
+    Each sample keeps its own objective (the batch objective is the sum of the samples' own, so each
+    sample's gradient is its own), its own step size, warm start and jitter (drawn from its own
+    generator, as it would be alone): the results equal those of the calls run one by one, up to
+    float rounding in batched convolutions. The first call's graph cache serves the batch.
+    """
+    if len(calls) == 1:
+        return [calls[0].run()]
+    first = calls[0]
+    objectives = [c.objective for c in calls]
+    # keyed by the samples' objectives (a captured step keeps them alive, so their ids stay theirs)
+    objective = Targeted(lambda _: per_sample(objectives), {}, ("per-sample", *map(id, objectives)))
+    residual = None
+    if any(c.residual is not None for c in calls):
+        residual = torch.cat([c.residual if c.residual is not None else torch.zeros_like(c.image) for c in calls])
+    out = optimize(
+        torch.cat([c.image for c in calls]),
+        first.model,
+        objective,
+        replace(first.rule, step=tuple(float(c.rule.step) for c in calls)),
+        steps=first.steps,
+        schedule=first.schedule,
+        residual=residual,
+        generator=[c.generator for c in calls],
+        graphs=first.graphs,
+    )
+    return list(out.split(1))

@@ -7,24 +7,26 @@ previous result is carried along the backward optical flow, kept only where the 
 check trusts the flow, and the mode then spends a few cheap iterations on it. Which tensor is
 carried (a dream residual, a stylized frame) is the mode's business; this module owns the state
 and is the one place that decides warm start against fresh start, with the stream's one flow
-estimator. Pipelines and engines only move frames between `prepare` and `process`.
+estimator. Pipelines and engines only move frames between `prepare` and `process` (or its halves,
+`begin` and `finish`).
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 import torch
 
 from .convert import to_rgb, to_tensor
-from .optimize import make_generator
+from .optimize import Deferred, Work, make_generator
 from .settings import PRESETS, TemporalSettings, preset  # defined once there; importable from here too
 from .temporal import FlowEstimator, FramePairFlows, Motion, frame_flows, motion_from_flows, no_motion
 
-__all__ = ["PRESETS", "FrameMode", "FrameTimings", "PreparedFrame", "StreamSession", "TemporalSettings", "preset"]
+__all__ = ["PRESETS", "FrameMode", "FrameTimings", "PreparedFrame", "StartedFrame", "StreamSession", "TemporalSettings", "preset"]
 
 
 class FrameMode(Protocol):
@@ -70,6 +72,24 @@ class PreparedFrame:
     flow_ms: float = 0.0
 
 
+@dataclass(frozen=True)
+class StartedFrame:
+    """A frame whose model work is planned (`StreamSession.begin`): run `work`, then `StreamSession.finish`."""
+
+    prepared: PreparedFrame
+    image: torch.Tensor  # the frame on the working device
+    work: Work
+    stamps: tuple[float, float, float]  # began, converted to a tensor, planned (perf_counter)
+
+
+def plan(mode: FrameMode, name: str, *args) -> Work:
+    """`mode.plan_<name>(*args)` when the mode plans its work (`streamdream.modes`), else `mode.<name>` deferred."""
+    planner = getattr(mode, f"plan_{name}", None)
+    if planner is not None:
+        return planner(*args)
+    return Deferred(functools.partial(getattr(mode, name), *args))
+
+
 class StreamSession:
     """One stream's warm state and its one flow estimator. Feed frames in order; `reset` forgets the past.
 
@@ -80,7 +100,9 @@ class StreamSession:
       reader can run it ahead of the optimizer (`streamdream.pipeline.run_file`).
     * `process(prepared)` makes the flow's certainty mask on the working device (where the carry
       uses it), drops the carry if the mask says the frame is a cut, runs the mode and keeps the
-      result to carry into the next frame.
+      result to carry into the next frame. It is `begin` (plan the mode's work), running the work,
+      and `finish` (keep the result): the live engine runs the planned work of many streams as
+      batches between the two (`streamdream.scheduler`).
 
     `process(rgb)` does both. `settings` may be replaced between frames (a UI slider, a preset
     switch) without losing the warm state. A frame whose flow is trusted on less than
@@ -98,6 +120,7 @@ class StreamSession:
         self._serial = 0  # frames prepared so far
         self._last_input: tuple[int, np.ndarray] | None = None  # the last prepared frame (prepare's side)
         self._previous: tuple[int, torch.Tensor, torch.Tensor] | None = None  # serial, input, output (process's side)
+        self._hold = StrengthHold()  # process's side, read and updated by `_motion` only
         self.settings = settings or TemporalSettings()
 
     @property
@@ -131,42 +154,94 @@ class StreamSession:
 
     def process(self, frame: np.ndarray | PreparedFrame) -> np.ndarray:
         """The frame's result, H x W x 3 uint8 in and out; `frame` prepared with `prepare`, or raw."""
-        prepared = frame if isinstance(frame, PreparedFrame) else self.prepare(frame)
+        started = self.begin(frame if isinstance(frame, PreparedFrame) else self.prepare(frame))
+        return self.finish(started, started.work.run())
+
+    def begin(self, prepared: PreparedFrame) -> StartedFrame:
+        """Plan the frame's model work: on the working device, its tensor, the flow's certainty mask
+        (a cut drops the carry) and the carried result; the mode's call is made but not run.
+
+        Run `work` (alone, or batched with other streams' by `streamdream.scheduler`), then `finish`.
+        """
         started = time.perf_counter()
         rgb, settings, device = prepared.rgb, prepared.settings, self.mode.device
         image = to_tensor(rgb, device)
         converted = time.perf_counter()
         previous = self._previous
         motion = self._motion(prepared) if previous is not None and previous[0] == prepared.after else None
-        masked = time.perf_counter()
         if motion is not None:
-            out = self.mode.next_frame(image, previous[1], previous[2], motion, settings, self.generator)
+            work = plan(self.mode, "next_frame", image, previous[1], previous[2], motion, settings, self.generator)
         elif settings.fresh_start == "frame":  # per-frame settings with nothing carried
             nothing = no_motion(*rgb.shape[:2], device, trusted=False)
-            out = self.mode.next_frame(image, image, image, nothing, settings, self.generator)
+            work = plan(self.mode, "next_frame", image, image, image, nothing, settings, self.generator)
         else:
-            out = self.mode.first_frame(image, self.generator)
+            work = plan(self.mode, "first_frame", image, self.generator)
+        return StartedFrame(prepared, image, work, (started, converted, time.perf_counter()))
+
+    def finish(self, frame: StartedFrame, out: torch.Tensor) -> np.ndarray:
+        """Keep the result of `frame`'s work to carry into the next frame; return it as uint8."""
         if out.device.type == "cuda":
             torch.cuda.synchronize(out.device)
+        started, converted, planned = frame.stamps
         optimized = time.perf_counter()
         result = to_rgb(out)
-        self._previous = (prepared.serial, image, out)
+        self._previous = (frame.prepared.serial, frame.image, out)
         self.frames += 1
         finished = time.perf_counter()
         self.timings = FrameTimings(
-            flow_ms=prepared.flow_ms + 1000 * (masked - converted),
-            optimize_ms=1000 * (optimized - masked),
+            flow_ms=frame.prepared.flow_ms + 1000 * (planned - converted),
+            optimize_ms=1000 * (optimized - planned),
             io_ms=1000 * (converted - started + finished - optimized),
         )
         return result
 
     def _motion(self, prepared: PreparedFrame) -> Motion | None:
-        """The motion to carry the previous result along, or None when the frame is a cut (counted)."""
+        """The motion to carry the previous result along, or None when the frame is a cut (counted).
+
+        The cut is judged on the flow's own certainty; the pixels it rejects are then filled from
+        their trusted neighbours in the share `settings.fill` (`Motion.filled`), and the whole carry
+        is held to the strength of the last fresh start (`StrengthHold`).
+        """
         height, width = prepared.rgb.shape[:2]
         if prepared.flows is None:
-            return no_motion(height, width, self.mode.device)
-        motion = motion_from_flows(prepared.flows, self.mode.device)
-        if float(motion.mask.mean()) < prepared.settings.scene_cut:
-            self.cuts += 1
-            return None
-        return motion
+            motion = no_motion(height, width, self.mode.device)
+        else:
+            motion = motion_from_flows(prepared.flows, self.mode.device)
+            if float(motion.mask.mean()) < prepared.settings.scene_cut:
+                self.cuts += 1
+                return None
+            if prepared.settings.fill > 0:
+                motion = motion.filled(prepared.settings.fill)
+        serial, previous_input, previous_output = self._previous
+        return self._hold(motion, serial, previous_input, previous_output, prepared)
+
+
+class StrengthHold:
+    """Keeps a carried stream from burning in: its strength (mean |output - input|) is held at
+    `settings.hold` times that of the frame it last started afresh from.
+
+    Each warm frame adds a few dream steps to what it carries; with the carry near 1 (a slow leak,
+    so the picture barely changes from frame to frame) those steps outgrow the leak and a long clip
+    would drift into saturated noise. Above the mark the carried share is scaled down just enough
+    to bring it back, so the strength settles at the still's instead of wherever the balance of
+    steps and leak happens to fall. Below it (new content entering a shot carries no dream yet, and
+    real footage faded to 0.7x of a still dream's strength) the carry grows back by at most
+    `settings.lift` per frame. A fresh start with frame settings (`fresh_start="frame"`) sets
+    no mark: the dream grows from nothing there, held by the carry's leak alone.
+    """
+
+    def __init__(self) -> None:
+        self.mark: float | None = None  # the strength of the last fresh start
+        self.last_warm: int | None = None  # the serial of the last frame carried
+
+    def __call__(self, motion: Motion, serial: int, previous_input: torch.Tensor, previous_output: torch.Tensor, prepared: PreparedFrame) -> Motion:
+        """`motion` (carrying from frame `serial`) with its trust scaled toward the mark."""
+        settings = prepared.settings
+        strength = float((previous_output - previous_input).abs().mean())
+        if self.last_warm != serial:  # the previous frame started afresh: its strength is the mark
+            self.mark = strength if settings.fresh_start == "still" else None
+        self.last_warm = prepared.serial
+        if not settings.hold or self.mark is None or strength == 0.0:
+            return motion
+        scale = min(settings.hold * self.mark / strength, settings.lift)
+        return motion if scale == 1.0 else replace(motion, mask=motion.mask * scale)

@@ -118,7 +118,7 @@ class StyleSettings(Settings):
     lr: float = setting(0.02, "Adam learning rate in pixel units of [0, 1]", above=0.0, high=1.0)
     octaves: int = setting(3, "coarse-to-fine levels for stills", low=1, high=12)
     octave_scale: float = setting(2.0, "size ratio between octaves", above=1.0, high=4.0)
-    frame_steps: int = setting(8, "videos: Adam steps per frame iteration (an Adam step moves a pixel by about --lr, far less than a dream step)", low=1, high=1000)
+    frame_steps: int = setting(48, "videos: Adam steps per frame iteration (an Adam step moves a pixel by about --lr, far less than a dream step)", low=1, high=1000)
     preserve_colors: bool = setting(False, "keep the content's colours; take only the result's luminance")
     pooling: str = setting("avg", "VGG: average pooling as in Gatys et al., or the network's max pooling", choices=("avg", "max"))
 
@@ -127,13 +127,17 @@ class StyleSettings(Settings):
 class TemporalSettings(Settings):
     """How frames after the first are made (defaults chosen by `benchmarks/temporal.py`)."""
 
-    carry: float = setting(0.9, "share of the previous frame's result carried along the flow; below 1 a long clip settles instead of burning in", low=0.0, high=1.0)
-    frame_iterations: int = setting(3, "iterations per octave for frames after the first", low=0, high=1000)
-    frame_octaves: int = setting(2, "octaves for frames after the first", low=1, high=12)
+    carry: float = setting(1.0, "share of the previous frame's result carried along the flow; below 1 it leaks away, which holds a dream grown from nothing (fresh start \"frame\") from burning in", low=0.0, high=1.0)
+    frame_iterations: int = setting(1, "iterations per octave for frames after the first", low=0, high=1000)
+    frame_octaves: int = setting(1, "octaves for frames after the first", low=1, high=12)
+    frame_step: float = setting(0.5, "dreams: step of frames after the first, as a multiple of the still step; smaller changes each frame less, the carry keeps the strength", above=0.0, high=4.0)
     flow: str = setting("dis", "optical flow for carrying the previous result", choices=("dis", "none"))
-    flow_preset: str = setting("fast", "DIS optical flow preset", choices=("ultrafast", "fast", "medium"))
+    flow_preset: str = setting("medium", "DIS optical flow preset", choices=("ultrafast", "fast", "medium"))
     flow_scale: float = setting(0.5, "compute flow at this fraction of the frame size", above=0.0, high=1.0)
     check: bool = setting(True, "forward-backward consistency mask (Ruder et al. 2016)")
+    hold: float = setting(1.0, "carried frames are held at this multiple of the strength (mean |output - input|) of the frame they started afresh from, so a long clip cannot burn in; 0 turns the hold off", low=0.0, high=10.0)
+    lift: float = setting(1.05, "below the held strength, the carry may grow by at most this factor per frame, back toward it (a shot's dream fades where new content enters: bikes.mp4 kept 0.71x of the still dream's strength without it, 0.94x with 1.05, `benchmarks/temporal.py --real`); 1 only caps", low=1.0, high=2.0)
+    fill: float = setting(1.0, "where the flow is not trusted (disocclusions, motion edges), carry this share of the previous result inpainted from trusted neighbours; 0 restarts those pixels from the raw frame", low=0.0, high=1.0)
     independent: bool = setting(False, "dream every frame from scratch with the still settings (flickers; the baseline)")
     scene_cut: float = setting(0.3, "below this share of trusted flow pixels the carry is dropped (a cut)", low=0.0, high=1.0)
     fresh_start: str = setting("still", "first frames and cuts: full still quality, or the frame settings with nothing carried", choices=("still", "frame"))
@@ -142,9 +146,12 @@ class TemporalSettings(Settings):
 PRESETS: dict[str, TemporalSettings] = {
     # Live on a CPU: one cheap step per frame, coarse fast flow, and no multi-second still dream on
     # the first frame or after a cut (the picture would freeze); the dream builds up over frames.
-    "fast": TemporalSettings(frame_iterations=1, frame_octaves=1, flow_preset="ultrafast", flow_scale=0.5, fresh_start="frame"),
+    # Every preset: one small step per frame on top of the whole carry, held at the still's strength
+    # (measured on real footage by `benchmarks/temporal.py --real`: more steps per frame flicker more).
+    # `fast` grows its dream from nothing, so no still sets the hold: its carry leaks instead.
+    "fast": TemporalSettings(carry=0.95, frame_step=1.0, flow_preset="ultrafast", fresh_start="frame"),
     "balanced": TemporalSettings(),
-    "quality": TemporalSettings(frame_iterations=5, frame_octaves=3, flow_preset="medium", flow_scale=1.0),
+    "quality": TemporalSettings(frame_octaves=2, flow_scale=1.0),
 }
 DEFAULT_PRESET = "balanced"
 LIVE_PRESET_CPU = "fast"
@@ -157,6 +164,15 @@ STRENGTH_RANGE = Range(above=0.0, high=4.0)
 # 2 s after the first camera frame (2-core CPU, 240x180, `fast` preset) the output differs from the
 # camera by a mean 0.054 (pixels in [0, 1]) at 3, against 0.019 at 1, at the same fps.
 LIVE_STRENGTH = 3.0
+
+# Live seats (`streamdream.admission`): a visitor is seated while every seated visitor still gets at
+# least this many frames per second (the capacity `streamdream ui` measures at start-up unless
+# `--max-live` says it); the others queue, in arrival order, and see their place.
+LIVE_SEAT_FPS_CPU = 2.0  # a moving picture, if a slow one
+LIVE_SEAT_FPS_GPU = 24.0  # film rate
+LIVE_MAX_SEATS = 32
+LIVE_QUEUE_LIMIT = 64  # beyond this, a visitor is told to come back later
+LIVE_SEAT_IDLE_S = 2.0  # a seat whose camera sent nothing for this long (a closed tab) goes to the next in line
 
 
 def preset(name: str) -> TemporalSettings:
@@ -211,3 +227,31 @@ class InvertSettings(Settings):
     lr: float = setting(0.05, "Adam learning rate", above=0.0, high=1.0)
     max_side: int = setting(256, "resize the input so its longer side is N pixels first; 0 keeps it", low=0, high=MAX_SIDE)
 
+
+
+# Distributed rendering (`streamdream dream/style --ray`, `streamdream.distributed`). Measured with
+# `benchmarks/ray_scale.py --overlaps 0,8,16 --fades 8,4,0` on the 2-core CPU (2026-11-30, 160x120 pan,
+# 60 frames, 3 segments of 20, dream with the `balanced` preset of that day: carry 1.0, one step per
+# frame, hold 1.0) as the warping error across the seams over the clip's mean ("seam ratio"; the
+# serial render scores 0.97-1.04 on the same frame pairs):
+#   warm-up (overlap) 0 / 8 / 16 frames, no cross-fade:    9.97 / 9.65 / 8.87
+#   the same, cross-faded over 4 frames:                   1.60 / 1.58 / 1.57
+#   the same, cross-faded over 8 frames:                   1.08 / 1.09 / 1.06
+# A dream pattern, once there, is carried and re-amplified for as long as the shot lasts, so a
+# warm-up does not bring the two sides of a seam together; the cross-fade does.
+# Frames rendered before a segment's first output frame only to build the warm state, then discarded:
+# none by default, as they bought nothing measurable above.
+RAY_OVERLAP = 0
+OVERLAP_RANGE = Range(0, 10_000)
+# Frames over which the two renderings of a seam are cross-faded (at most half a segment): 8, the
+# smallest measured above with a seam ratio under 1.2.
+RAY_FADE = 8
+# Segments per worker when --segment-frames is not given: several per worker, so a slow or lost
+# worker leaves little at the end and a retry or --resume redoes little (a design choice).
+RAY_SEGMENTS_PER_WORKER = 4
+# A segment is at least this many times its extra frames (warm-up and the tail rendered for the next
+# seam) long, so the extra work stays under 1/8 (a design choice; each segment's first frame is also
+# a full still dream).
+RAY_MIN_SEGMENT_EXTRA = 8
+# How often one segment may be tried: a second try on another worker, then the job fails.
+RAY_ATTEMPTS = 2

@@ -275,17 +275,20 @@ class Stylizer(WarmStartMode):
         return self.stylize_tensor(image)
 
     def carried(self, previous_input: torch.Tensor, previous_output: torch.Tensor) -> torch.Tensor:
-        """The styled frame itself: its strokes are what must not boil."""
-        return previous_output
+        """The strokes as a change to the frame (styled minus content): laid over the new frame they
+        follow its content and light, and where the flow fails they can be filled from the
+        neighbours' (`Motion.filled`) without smearing the neighbours' picture into the gap."""
+        return previous_output - previous_input
 
     def warm_frame(self, image: torch.Tensor, carried: torch.Tensor, trust: torch.Tensor, settings: TemporalSettings, generator: torch.Generator) -> torch.Tensor:
-        """The carried result where it is trusted (blended in by `trust`), the new frame elsewhere; then
+        """The new frame plus the carried strokes where they are trusted (blended in by `trust`); then
         `settings.frame_iterations * self.frame_steps` steps at full size only (no octaves:
         a pyramid would blur the carried strokes), the temporal loss holding trusted pixels in place.
 
         The objective reads this frame's targets by name (see `_frame_objective`), so on CUDA one
         captured step serves every later frame of the size.
         """
+        carried = (image + carried).clamp(0.0, 1.0)
         targets = {"carried": carried, "mask": trust, **{f"content:{layer}": f for layer, f in self.content_features(image).items()}}
         objective = Targeted(lambda buffers: self._frame_objective(image, buffers), targets, "style-frame")
         steps = settings.frame_iterations * self.frame_steps

@@ -9,6 +9,7 @@ of the frames done (see `VideoWriter`).
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -19,13 +20,29 @@ import cv2
 import numpy as np
 
 from .dream import Dreamer
-from .io.video import VideoInfo, VideoWriter, probe_video, read_frames
+from .io.video import Frame, VideoInfo, VideoWriter, probe_video, read_frames
 from .pipeline import run_file
 from .settings import OutputSettings
 from .session import FrameMode, StreamSession, TemporalSettings
 
 OUTPUT = OutputSettings()  # the encoding defaults
 FrameCallback = Callable[[int, int | None], None]  # (frames done, frame count if known)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A part of a clip rendered on its own: one segment of a distributed render (`streamdream.distributed`).
+
+    Decoding starts at the frame with pts `start_pts`; the first `warmup` frames are rendered only
+    to build the warm state (the carried dream, the flow) that a serial render would have there,
+    and are not written; the next `frames` frames are written with their own timestamps, and those
+    whose pts are in `keyframes` start a closed GOP, so the file can be cut there without re-encoding.
+    """
+
+    start_pts: int
+    warmup: int
+    frames: int
+    keyframes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,20 +85,33 @@ def process_video(
     overwrite: bool = False,
     allow_partial_input: bool = False,
     on_frame: FrameCallback | None = None,
+    span: Span | None = None,
 ) -> RenderReport:
     """Render every frame of `src` through `mode` (a `Dreamer`, a `Stylizer`; default: `Dreamer()`) into `dst`.
 
     Frames after the first are warm-started along the optical flow per `settings`; with
     `settings.independent` every frame is processed from scratch. Never drops a frame. An input
     that ends early fails after the frames that decode (kept in a playable partial output), unless
-    `allow_partial_input`, which renders those frames as the whole result.
+    `allow_partial_input`, which renders those frames as the whole result. With `span`, only that
+    part is rendered (its warm-up frames processed, not written), through the same session and pipeline.
     """
     info = fit_max_side(probe_video(src), max_side)
     mode = mode or Dreamer()
     session = StreamSession(mode, settings, seed=seed)
     started = time.perf_counter()
-    frames = (replace(frame, image=_resized(frame.image, info)) for frame in read_frames(src, allow_partial=allow_partial_input))
-    progress = (lambda done: on_frame(done, info.frame_count)) if on_frame is not None else None
-    with VideoWriter(dst, info, audio_source=src if audio and info.has_audio else None, crf=crf, preset=preset, overwrite=overwrite, inputs=(src,)) as writer:
-        run_file(frames, session, lambda image, frame: writer.write(image, frame.pts), on_frame=progress)
+    decoded = read_frames(src, allow_partial=allow_partial_input, start_pts=span.start_pts if span is not None else None)
+    if span is not None:
+        decoded = itertools.islice(decoded, span.warmup + span.frames)
+    frames = (replace(frame, image=_resized(frame.image, info)) for frame in decoded)
+    total = info.frame_count if span is None else span.warmup + span.frames
+    warmup = span.warmup if span is not None else 0
+    progress = (lambda done: on_frame(done, total)) if on_frame is not None else None
+    keyframes = frozenset(span.keyframes) if span is not None else frozenset()
+    with VideoWriter(dst, info, audio_source=src if audio and info.has_audio else None, crf=crf, preset=preset, overwrite=overwrite, inputs=(src,), keyframes=keyframes) as writer:
+
+        def write(image: np.ndarray, frame: Frame) -> None:
+            if frame.index >= warmup:
+                writer.write(image, frame.pts)
+
+        run_file(frames, session, write, on_frame=progress)
     return RenderReport(Path(dst), writer.frames_written, time.perf_counter() - started)

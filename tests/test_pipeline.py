@@ -152,7 +152,11 @@ def test_timings_are_reported():
 
 
 def test_presets():
-    assert preset("fast").frame_iterations < preset("balanced").frame_iterations < preset("quality").frame_iterations
+    def effort(settings: TemporalSettings) -> tuple:
+        """Steps per frame, then flow effort (every preset steps once per octave: more steps flicker more)."""
+        return (settings.frame_iterations * settings.frame_octaves, ("ultrafast", "fast", "medium").index(settings.flow_preset), settings.flow_scale)
+
+    assert effort(preset("fast")) < effort(preset("balanced")) < effort(preset("quality"))
     assert set(PRESETS) == {"fast", "balanced", "quality"}
     with pytest.raises(StreamdreamError, match="fast, balanced, quality"):
         preset("turbo")
@@ -176,7 +180,7 @@ def test_prepared_ahead_frames_give_what_frame_by_frame_gives():
     expected = [a.process(image) for image in clip]
     prepared = [b.prepare(image) for image in clip]
     assert all((b.process(p) == e).all() for p, e in zip(prepared, expected))
-    assert ahead.calls == one_by_one.calls == [("first", None)] + [("next", 0.9)] * 3
+    assert ahead.calls == one_by_one.calls == [("first", None)] + [("next", preset("balanced").carry)] * 3
 
 
 def test_a_reset_between_prepare_and_process_starts_afresh():

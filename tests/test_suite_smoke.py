@@ -36,7 +36,8 @@ def test_smoke_run_measures_every_step(tmp_path):
     assert iteration["eager"]["ms"] > 0 and iteration["captured"]["ms"] > 0
     assert iteration["compiled"].get("ms", 0) > 0 or iteration["compiled"]["status"].startswith("unsupported: ")
     assert iteration["recommended_default"] in ("eager", "captured", "compiled")
-    assert steps["4_batched_sessions"]["status"].startswith("skipped: ")
+    sessions = steps["4_batched_sessions"]["figures"][str(suite.SMOKE.sessions[0])]
+    assert sessions["sessions"] == suite.SMOKE.sessions[0] and min(sessions["per_session_fps"]) > 0 and sessions["mean_batch"] > 1
     assert steps["5_offline"]["figures"]["offline"]["fps"] > 0 and steps["5_offline"]["figures"]["still"]["seconds"] > 0
     assert steps["6_live_style"]["figures"]["fps"] > 0
     classic = steps["7_classic"]["figures"]
@@ -44,7 +45,7 @@ def test_smoke_run_measures_every_step(tmp_path):
 
     markdown = (tmp_path / "suite.md").read_text()
     assert TABLE_HEADER in markdown and "- device: " in markdown and "n/a (smoke)" in markdown
-    assert "skipped: no batched scheduler yet" in markdown
+    assert "frames per optimizer step" in markdown
 
 
 def test_tiny_budget_skips_the_steps_and_still_writes_both_files(tmp_path, capsys):
@@ -54,11 +55,10 @@ def test_tiny_budget_skips_the_steps_and_still_writes_both_files(tmp_path, capsy
     report = json.loads((tmp_path / "suite.json").read_text())
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == report
     assert report["complete"] and list(report["steps"]) == STEP_KEYS
-    for key, entry in report["steps"].items():
-        expected = "skipped: no batched scheduler yet" if key == "4_batched_sessions" else "skipped: budget"
-        assert entry["status"] == expected
+    for entry in report["steps"].values():
+        assert entry["status"] == "skipped: budget"
     markdown = (tmp_path / "suite.md").read_text()
-    assert TABLE_HEADER in markdown and markdown.count("skipped: budget") == 6
+    assert TABLE_HEADER in markdown and markdown.count("skipped: budget") == 7
 
 
 def test_each_step_is_saved_before_the_next_starts_and_a_failing_step_does_not_stop_the_suite(tmp_path):

@@ -15,12 +15,15 @@ import torch
 from streamdream.temporal import (
     FlowEstimator,
     flow_to_tensor,
+    JudgeFlow,
     in_frame_mask,
     occlusion_mask,
     strength,
+    video_scores,
     warp,
     warping_error,
 )
+from streamdream.temporal.motion import fill_holes
 
 SIZE = 96  # frame side in the tests: small enough to be fast, large enough for DIS patches
 SHIFT = (3, -2)  # (dx, dy) per frame: asymmetric so swapped axes or signs show up
@@ -174,6 +177,37 @@ def test_warp_rejects_mismatched_shapes() -> None:
         warp(_image(), torch.zeros(1, 3, SIZE, SIZE))
 
 
+def test_bicubic_warp_keeps_fine_detail_that_bilinear_blurs() -> None:
+    """Carried through many frames, the dream must not dissolve: bicubic loses less at half-pixel shifts."""
+    image = torch.from_numpy(_texture()[:SIZE, :SIZE].astype(np.float32) / 255).permute(2, 0, 1).unsqueeze(0)
+    there, back = _constant_flow(0.5, 0.5), _constant_flow(-0.5, -0.5)
+    inner = (slice(None), slice(None), slice(8, -8), slice(8, -8))
+    losses = {}
+    for mode in ("bilinear", "bicubic"):
+        out = image
+        for _ in range(5):
+            out = warp(warp(out, there, mode=mode), back, mode=mode)
+        losses[mode] = float((out - image)[inner].abs().mean())
+    assert losses["bicubic"] < 0.7 * losses["bilinear"]
+
+
+# --- fill_holes --------------------------------------------------------------------------------
+
+
+def test_fill_holes_keeps_known_values_and_fills_from_the_nearest() -> None:
+    values = torch.zeros(1, 2, 40, 60)
+    values[:, :, :, :20], values[:, :, :, 40:] = 0.3, -0.2
+    known = torch.ones(1, 1, 40, 60)
+    known[..., 20:40] = 0  # a hole across the middle
+    filled = fill_holes(values, known)
+    torch.testing.assert_close(filled * known, values * known)
+    row = filled[0, 0, 20]
+    assert row[21] > 0.2 and row[38] < -0.1  # each edge of the hole takes its own side's value
+    assert torch.all(row[20:40] <= 0.3 + 1e-6) and torch.all(row[20:40] >= -0.2 - 1e-6)
+    assert torch.all(row[20:40].diff() <= 1e-6)  # and goes smoothly from one to the other
+    assert torch.equal(fill_holes(values, torch.zeros_like(known)), torch.zeros_like(values))
+
+
 # --- occlusion_mask -----------------------------------------------------------------------
 
 
@@ -304,3 +338,27 @@ def test_strength() -> None:
         strength(frames, frames[:2])
     with pytest.raises(ValueError):
         strength([], [])
+
+
+def test_judge_flow_is_not_the_renderers_and_recovers_translation() -> None:
+    previous, current = _translated_frames(2)
+    judge = JudgeFlow()
+    flow = judge(current, previous)
+    assert np.abs(flow[16:-16, 16:-16] + np.array(SHIFT)).mean() < 0.5
+    for preset in ("ultrafast", "fast", "medium"):  # full-resolution DIS, but with settings no renderer preset has
+        assert not np.allclose(flow, FlowEstimator(preset)(current, previous), atol=1e-3)
+    tiny = judge(current[:12, :20], previous[:12, :20])  # below DIS's pyramid: estimated larger, scaled back
+    assert tiny.shape == (12, 20, 2) and np.isfinite(tiny).all()
+
+
+def test_video_scores_leave_out_a_cut_and_count_it() -> None:
+    """A pair across a cut is counted in `cuts`, not in the warping error, which it would swamp."""
+    scene = _translated_frames(4)
+    other = [np.ascontiguousarray(_texture(seed=5)[:SIZE, :SIZE])] * 3
+    inputs = scene + other
+    outputs = _flicker(inputs, amount=8.0)
+    scores = video_scores(inputs, outputs)
+    assert scores["cuts"] == 1 and scores["frames"] == 7
+    assert scores["input_warping_error"] < 1e-3 < scores["warping_error"] < 0.01
+    uncut = video_scores(scene, outputs[:4])
+    assert scores["warping_error"] == pytest.approx(uncut["warping_error"], rel=0.5)

@@ -31,7 +31,7 @@ def server(tmp_path_factory):
 
     work = tmp_path_factory.mktemp("ui")
     with LiveEngine() as engine:
-        demo = build_app(work, max_video_seconds=5, engine=engine)
+        demo = build_app(work, max_video_seconds=5, max_live=2, engine=engine)
         launch("127.0.0.1", free_port(), demo=demo, prevent_thread_lock=True, quiet=True)
         yield demo
         demo.close()
@@ -204,6 +204,41 @@ def test_streamdream_ui_serves_on_loopback_within_a_minute(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    output = proc.stdout.read().decode(errors="replace")
+    assert "live seats: " in output and "measured streams sharing the model: 1 at" in output, output  # the start-up probe said its capacity
+
+
+def test_live_visitors_past_capacity_see_their_place_and_are_seated_when_a_seat_frees(tmp_path):
+    from types import SimpleNamespace
+
+    from streamdream.apps.ui import App, live_frame
+    from streamdream.engine import LiveEngine
+    from streamdream.samples.make import camera_frames
+
+    frames, _ = camera_frames("pan", (96, 64), 2)
+    visitors = [SimpleNamespace(session_hash=name) for name in ("ann", "bob", "cyd")]
+    with LiveEngine() as engine:
+        app = App(tmp_path, max_live=2, engine=engine)
+        states: dict[str, object] = {}
+
+        def frame(visitor, image):
+            def serve():
+                return live_frame(image, "efficientnet_lite0", "", 1.0, 1, 0.9, "fast", states.get(visitor.session_hash), engine=engine)
+
+            out, states[visitor.session_hash], readout = app.live(image, states.get(visitor.session_hash), visitor, serve)
+            return out, readout
+
+        results = [frame(v, frames[0]) for v in visitors]
+        assert [out is not None for out, _ in results] == [True, True, False]
+        assert results[2][1] == "all 2 live seats are taken: you are number 1 in the queue. Keep this tab open: your dream starts as soon as a seat frees."
+        assert len(engine.sessions) == 2
+
+        cancel = app.cancel_event(visitors[0])
+        app.leave(visitors[0])  # ann closes her tab: her seat, her live stream and her render go
+        assert cancel.is_set() and states["ann"].session.closed and len(engine.sessions) == 1
+        out, readout = frame(visitors[2], frames[1])
+        assert out.shape == frames[1].shape and readout.startswith("fps ")
+        assert app.seats.seated() == ["bob", "cyd"]
 
 
 def test_live_frames_in_style_mode(tmp_path):

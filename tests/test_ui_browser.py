@@ -57,7 +57,7 @@ def app(tmp_path_factory):
     from streamdream.engine import LiveEngine
 
     with LiveEngine() as engine:
-        demo = build_app(tmp_path_factory.mktemp("ui"), live_time_limit=120, live_streams=2, engine=engine)
+        demo = build_app(tmp_path_factory.mktemp("ui"), live_time_limit=120, max_live=2, engine=engine)
         launch("127.0.0.1", free_port(), demo=demo, prevent_thread_lock=True, quiet=True)
         yield demo
         demo.close()
@@ -219,3 +219,28 @@ def test_live_controls_follow_the_mode(browser, app_url):
         expect(page.locator("#live-strength")).not_to_contain_text("style weight")
     finally:
         context.close()
+
+
+def test_a_visitor_past_capacity_sees_the_queue_and_is_served_when_a_page_closes(browser, app, app_url):
+    """Three live pages on two seats: two dream, the third shows its place in the queue, then dreams
+    once the first page closes (its seat is freed on unload, or after the idle time at the latest)."""
+    seats = app.streamdream_app.seats
+    pages = [open_live(browser, app_url) for _ in range(3)]
+    (first, first_page), (_, second_page), (_, third_page) = pages
+    try:
+        for page in (first_page, second_page):
+            start_webcam(page)
+            page.wait_for_function("() => document.querySelector('#live-readout textarea').value.startsWith('fps')", timeout=90_000)
+        start_webcam(third_page)
+        third_page.wait_for_function("() => document.querySelector('#live-readout textarea').value.includes('in the queue')", timeout=60_000)
+        queued = readout(third_page)
+        assert len(seats.seated()) == 2 and len(seats.waiting()) == 1
+        first.close()  # the first visitor leaves
+        third_page.wait_for_function("() => document.querySelector('#live-readout textarea').value.startsWith('fps')", timeout=60_000)
+        frames = watch([third_page, second_page], 6)
+        print(f"\nqueued page said: {queued}\nthen: {readout(third_page)}")
+    finally:
+        for context, _ in pages[1:]:
+            context.close()
+    assert "you are number 1 in the queue" in queued
+    assert len(frames[0]) >= 2 and len(frames[1]) >= 2, "the admitted page and the one already seated both receive dreamed frames"

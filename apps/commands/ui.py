@@ -9,14 +9,21 @@ import shutil
 import tempfile
 
 from streamdream.errors import StreamdreamError
+from streamdream.settings import Range
+
+from ..options import number
 
 EXAMPLES = """examples:
   streamdream ui                                  # http://127.0.0.1:7860 on this machine
   streamdream ui --port 8080
   streamdream ui --share                          # also a public gradio.live link
+  streamdream ui --host 0.0.0.0 --max-live 8      # a room: 8 live seats, the others queue
 
-Live webcam, Video and Still tabs. Live streams, renders and stills share one live engine: model
-work is serialized, the newest camera frame wins and a render takes turns with live frames.
+Live webcam, Video and Still tabs. Live streams, renders and stills share one live engine: the
+frames of all live visitors are dreamed together as one batch, the newest camera frame wins and a
+render takes turns with live frames. At start-up the app measures how many live visitors this
+machine serves at a moving frame rate (a few seconds); visitors past that number see their place
+in the queue and start when a seat frees.
 """
 
 
@@ -35,7 +42,7 @@ def run_ui(args: argparse.Namespace) -> None:
     from streamdream.runtime import configure
 
     configure("auto")  # the app's models pick the same device; this sets up torch for it once
-    launch(args.host, args.port, args.share, workdir=workdir)
+    launch(args.host, args.port, args.share, workdir=workdir, max_live=args.max_live)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -44,4 +51,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="port (default %(default)s)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument("--max-live", type=number(int, Range(low=1)), metavar="N",
+                        help="live seats: visitors dreamed at once, the others queue (default: measured at start-up)")
     parser.set_defaults(run=run_ui)

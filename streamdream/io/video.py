@@ -152,8 +152,14 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         )
 
 
-def read_frames(path: str | os.PathLike, *, allow_partial: bool = False) -> Iterator[Frame]:
+def read_frames(path: str | os.PathLike, *, allow_partial: bool = False, start_pts: int | None = None) -> Iterator[Frame]:
     """Yield every frame of the first video stream, upright, with its own pts.
+
+    `start_pts` starts at the frame with that pts instead: the decoder seeks to the key frame at or
+    before it and drops the frames in between, so one segment of a long video (a distributed
+    render, `streamdream.distributed`) costs at most a GOP of extra decoding, not the whole start of
+    the file. `index` then counts from that frame, and the file's frame count is not checked (the
+    caller asked for a part and checks what it got).
 
     A file that ends early (truncated, or with packets FFmpeg cannot decode) is never passed off
     as complete: after the frames that could be decoded, this raises a StreamdreamError that says
@@ -165,11 +171,15 @@ def read_frames(path: str | os.PathLike, *, allow_partial: bool = False) -> Iter
     """
     with _open_video(path) as (container, stream):
         stream.thread_type = "AUTO"
-        expected = _expected_frames(container, stream)
+        expected = _expected_frames(container, stream) if start_pts is None else None
+        if start_pts is not None:
+            container.seek(start_pts, stream=stream, backward=True)
         index = 0
         problem = None
         try:
             for frame in container.decode(stream):
+                if start_pts is not None and frame.pts is not None and frame.pts < start_pts:
+                    continue
                 if index == 0 and _is_transparent(frame):
                     log.warning("%s has transparency; the frames are rendered without it (video outputs hold none)", path)
                 yield Frame(image=upright(frame), pts=frame.pts, time_base=stream.time_base, index=index)
@@ -302,7 +312,10 @@ class VideoWriter:
         preset: str = OutputSettings.default("preset"),
         overwrite: bool = False,
         inputs: tuple[str | os.PathLike, ...] = (),
+        keyframes: frozenset[int] = frozenset(),
     ) -> None:
+        """`keyframes`: pts of frames that must start a closed GOP (an IDR frame), so the file can be
+        cut there by stream copy (`streamdream.distributed` joins pieces of segments)."""
         # Checked here, before the caller starts a render that might take minutes.
         self._inputs = (*inputs, *([audio_source] if audio_source is not None else []))
         self.path = check_video_output(path, overwrite=overwrite, inputs=self._inputs)
@@ -313,6 +326,7 @@ class VideoWriter:
         self._audio_source = audio_source
         self._crf = crf
         self._preset = preset
+        self._keyframes = keyframes
         self._overwrite = overwrite
         self._files = contextlib.ExitStack()
         self._pending: PendingOutput | None = None
@@ -347,7 +361,7 @@ class VideoWriter:
         stream = self._output.add_stream(self._encoding.video_codec, rate=rate, time_base=info.time_base)
         stream.width, stream.height = info.width, info.height
         if self._encoding.video_codec == "libx264":
-            stream.options = {"crf": str(self._crf), "preset": self._preset}
+            stream.options = {"crf": str(self._crf), "preset": self._preset, **({"forced-idr": "1"} if self._keyframes else {})}
             if info.width % 2 or info.height % 2:
                 # 4:2:0 needs even sizes, and H.264 can only crop in 2-pixel steps in 4:2:0, so
                 # padding + crop cannot restore an odd size. 4:4:4 keeps every pixel exactly.
@@ -389,6 +403,8 @@ class VideoWriter:
         frame = self._to_frame(image)
         frame.pts = pts
         frame.time_base = self.info.time_base
+        if pts in self._keyframes:
+            frame.pict_type = av.video.frame.PictureType.I
         start = pts * self.info.time_base
         if self._audio is not None:
             self._audio.mux_until(start)

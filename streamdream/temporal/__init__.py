@@ -6,7 +6,7 @@ them still; the metrics here measure how well that works.
 """
 
 from .consistency import in_frame_mask, occlusion_mask
-from .flow import FlowEstimator, flow_to_tensor
+from .flow import FlowEstimator, JudgeFlow, flow_to_tensor
 from .metrics import TemporalStats, strength, video_scores, warping_error
 from .motion import FramePairFlows, Motion, estimate_motion, frame_flows, motion_from_flows, no_motion
 from .warp import warp
@@ -14,6 +14,7 @@ from .warp import warp
 __all__ = [
     "FlowEstimator",
     "FramePairFlows",
+    "JudgeFlow",
     "Motion",
     "TemporalStats",
     "flow_to_tensor",

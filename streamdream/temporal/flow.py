@@ -4,6 +4,9 @@ OpenCV's DIS (Dense Inverse Search) is used because it runs in a few millisecond
 a CPU and needs no model weights, so temporal coherence works the same on a laptop as on a GPU
 box. Flow can be computed at reduced resolution: motion fields are smooth, so a half-size flow
 upsampled costs little accuracy and a quarter of the time.
+
+`JudgeFlow` (full-resolution DIS with settings no preset uses) is the flow `streamdream evaluate` judges
+renders with: never the renderer's.
 """
 
 from __future__ import annotations
@@ -69,6 +72,50 @@ class FlowEstimator:
             cv2.resize(dst_gray, size, interpolation=interpolation),
             None,
         )
+        flow = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+        flow *= np.array([width / size[0], height / size[1]], dtype=np.float32)
+        return flow
+
+
+class JudgeFlow:
+    """The judge's optical flow: DIS at full resolution with settings no renderer preset uses.
+
+    Scoring a render with the flow it was carried along would reward the flow's own mistakes (a
+    dream dragged along a wrong vector is "steady" under that vector), so the judge's flow is not the
+    renderer's: the renderer runs DIS presets ultrafast/fast/medium (patch 8, finest pyramid level 1
+    or 2) on frames at 0.5 or 1.0 of their size, so it never estimates below half resolution; the judge
+    matches 12-pixel patches down to the full-resolution level (finest scale 0).
+
+    Why not Farneback (the judge until 2026-11-30): measured against the exact flow of generated camera
+    moves (256x192, 30 frames, `balanced` against every frame a still dream), Farneback misjudged a
+    pan by 0.43 px on average and put the warping-error ratio at 0.108x where the true flow says
+    0.018x; larger windows, more levels and iterations, the Gaussian kernel, a blurred input or
+    variational refinement on top still gave 0.08-0.14x. This judge: 0.018x on the pan (true 0.018x,
+    mean error 0.006 px), 0.033x on a zoom (true 0.035x) and 0.031x on a rotation (true 0.032x), where
+    Farneback gave 0.038x and 0.037x. About 40 ms a flow at 320x136 on a 2-core CPU (Farneback: 20).
+    Called like `FlowEstimator`: `judge(src, dst)` is the H x W x 2 flow with src(x) ~ dst(x + flow(x)).
+    """
+
+    def __init__(self) -> None:
+        self._dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self._dis.setPatchSize(12)
+        self._dis.setPatchStride(4)
+        self._dis.setFinestScale(0)
+
+    def __repr__(self) -> str:
+        return "JudgeFlow(dis patch 12, finest scale 0)"
+
+    def __call__(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        src_gray, dst_gray = _gray(src), _gray(dst)
+        if src_gray.shape != dst_gray.shape:
+            raise ValueError(f"frames differ in size: {src_gray.shape} vs {dst_gray.shape}")
+        height, width = src_gray.shape
+        factor = MIN_SIDE / min(height, width)
+        if factor <= 1:
+            return self._dis.calc(src_gray, dst_gray, None)
+        # Tiny frames: flow at MIN_SIDE, scaled back (as `FlowEstimator` does; DIS needs a pyramid).
+        size = (round(width * factor), round(height * factor))
+        small = self._dis.calc(cv2.resize(src_gray, size, interpolation=cv2.INTER_LINEAR), cv2.resize(dst_gray, size, interpolation=cv2.INTER_LINEAR), None)
         flow = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
         flow *= np.array([width / size[0], height / size[1]], dtype=np.float32)
         return flow

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .consistency import in_frame_mask
-from .flow import FlowEstimator, flow_to_tensor
+from .flow import FlowEstimator, JudgeFlow, flow_to_tensor
 from .motion import estimate_motion
 from .warp import warp
 
@@ -53,7 +53,7 @@ def warping_error(
     inputs: Iterable[np.ndarray] | None = None,
     *,
     flows: Iterable[np.ndarray] | None = None,
-    estimator: FlowEstimator | None = None,
+    estimator: FlowEstimator | JudgeFlow | None = None,
 ) -> float:
     """Return E = sum_t sum M_t (O_t - warp(O_{t-1}))^2 / sum_t sum M_t over frames t = 1..T-1.
 
@@ -62,7 +62,7 @@ def warping_error(
     Give exactly one source of motion:
 
     * `inputs`, the frames the outputs were made from: flows both ways between consecutive
-      inputs are estimated with `estimator` (default DIS "medium") and M_t comes from the
+      inputs are estimated with `estimator` (default `JudgeFlow`, full-resolution DIS) and M_t comes from the
       forward-backward `occlusion_mask`. Flow comes from the inputs, not the outputs, because
       stylised frames are what is being judged and would bias their own motion estimate.
     * `flows`, ground-truth backward flows (H x W x 2, t -> t-1) for t = 1..T-1; then M_t only
@@ -76,7 +76,7 @@ def warping_error(
     if flows is not None and estimator is not None:
         raise ValueError("estimator= is only used with inputs=; ground-truth flows need none")
     if inputs is not None:
-        motion = _estimated_motion(inputs, estimator or FlowEstimator("medium"))
+        motion = _estimated_motion(inputs, estimator or JudgeFlow())
     else:
         motion = _given_motion(flows)
     outputs = iter(outputs)
@@ -96,19 +96,31 @@ def warping_error(
     return stats.mean
 
 
-def video_scores(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray], estimator: FlowEstimator | None = None) -> dict[str, float]:
+CUT_FACTOR = 10.0  # a pair whose input warping error exceeds this many times the clip's median is a cut
+CUT_FLOOR = 1e-3  # ... and exceeds this (an RMS change of 8/255 along the flow), so still clips have no cuts
+
+
+def video_scores(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray], estimator: FlowEstimator | JudgeFlow | None = None) -> dict[str, float]:
     """Score a processed video against its input in one pass: what `streamdream evaluate` prints.
 
-    Input frames of another size than the outputs are resized to the outputs' size first.
+    Input frames of another size than the outputs are resized to the outputs' size first. Flow and
+    occlusion masks come from the input frames only, by `estimator` (default `JudgeFlow`, not the
+    renderer's DIS), forward-backward checked as in `occlusion_mask`.
 
-    `warping_error` is the outputs' flicker and `input_warping_error` the inputs' own, both with the
-    same flow and masks from the input frames, so the second is the floor the first is judged by
-    (flow and interpolation error alone). `strength` is mean |output - input|.
+    * `warping_error`: the outputs' flicker (Lai et al. 2018, masked), over the frame pairs that are
+      not cuts; `input_warping_error`: the inputs' own over the same pairs and pixels, the floor
+      (flow and interpolation error alone).
+    * `cuts`: pairs left out because the input's own warping error jumps there (above `CUT_FACTOR`
+      times the clip's median and `CUT_FLOOR`) or no pixel could be judged: across a scene cut the
+      flow means nothing, and one such pair would outweigh the rest of the clip.
+    * `judged`: the share of pixels of the counted pairs whose flow passed the check.
+    * `strength`: mean |output - input| over all frames.
     """
-    estimator = estimator or FlowEstimator("medium")
-    out_error, in_error, distance = TemporalStats(), TemporalStats(), TemporalStats()
+    estimator = estimator or JudgeFlow()
+    distance = TemporalStats()
+    pairs: list[tuple[float, float, float]] = []  # per frame pair: output and input error sums, mask sum
     previous: tuple[np.ndarray, torch.Tensor, torch.Tensor] | None = None
-    frames = 0
+    frames, pixels = 0, 0
     for input_rgb, output_rgb in itertools.zip_longest(inputs, outputs):
         if input_rgb is None or output_rgb is None:
             raise ValueError(f"the videos have different frame counts (they part after {frames} frames)")
@@ -118,13 +130,27 @@ def video_scores(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray], es
         distance.add((current_out - current_in).abs())
         if previous is not None:
             motion = estimate_motion(estimator, previous[0], input_rgb, _CPU)
-            out_error.add(_warp_residual(current_out, previous[2], motion.backward), motion.mask)
-            in_error.add(_warp_residual(current_in, previous[1], motion.backward), motion.mask)
+            out_error = _warp_residual(current_out, previous[2], motion.backward)
+            in_error = _warp_residual(current_in, previous[1], motion.backward)
+            pairs.append(tuple((values * motion.mask).sum(dtype=torch.float64).item() for values in (out_error, in_error, torch.ones_like(in_error))))
         previous = (input_rgb, current_in, current_out)
+        pixels = input_rgb.shape[0] * input_rgb.shape[1]
         frames += 1
     if frames < 2:
         raise ValueError("scoring a video needs at least two frames")
-    return {"frames": frames, "warping_error": out_error.mean, "input_warping_error": in_error.mean, "strength": distance.mean}
+    input_means = [in_sum / weight if weight else math.inf for _, in_sum, weight in pairs]
+    finite = [m for m in input_means if math.isfinite(m)]
+    limit = max(CUT_FACTOR * float(np.median(finite)), CUT_FLOOR) if finite else 0.0
+    kept = [pair for pair, mean in zip(pairs, input_means) if mean <= limit]
+    weight = sum(w for _, _, w in kept)
+    return {
+        "frames": frames,
+        "warping_error": sum(o for o, _, _ in kept) / weight if weight else math.nan,
+        "input_warping_error": sum(i for _, i, _ in kept) / weight if weight else math.nan,
+        "strength": distance.mean,
+        "judged": weight / (pixels * len(kept)) if kept else 0.0,
+        "cuts": len(pairs) - len(kept),
+    }
 
 
 def _warp_residual(current: torch.Tensor, previous: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:

@@ -11,14 +11,18 @@ import torch
 import torch.nn.functional as F
 
 
-def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Return out with out(x) = image(x + flow(x)), bilinear, edges clamped (border padding).
+def warp(image: torch.Tensor, flow: torch.Tensor, *, mode: str = "bilinear") -> torch.Tensor:
+    """Return out with out(x) = image(x + flow(x)), bilinear (or `mode="bicubic"`), edges clamped (border padding).
 
     `image` is B x C x H x W, `flow` B x 2 x H x W in pixels (dx, dy). Typical use is
     `warp(prev_output, backward_flow)` with the flow from the current frame to the previous one,
     which lays the previous output over the current frame. Shape, dtype and device of `image`
     are kept. Half-precision images are sampled in float32: a float16 grid cannot address
     pixels precisely in frames wider than about a thousand pixels.
+
+    Bilinear sampling at a fractional offset is a small blur; a dream carried through hundreds of
+    frames would lose its fine detail to it, so `Motion.carry` samples bicubic. The judge
+    (`warping_error`) keeps bilinear, the convention of Lai et al.
     """
     if image.dim() != 4 or flow.dim() != 4 or flow.shape[1] != 2:
         raise ValueError(
@@ -32,7 +36,7 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     dtype = torch.float64 if image.dtype == torch.float64 else torch.float32
     grid = _sample_grid(flow.to(dtype))
     out = F.grid_sample(
-        image.to(dtype), grid, mode="bilinear", padding_mode="border", align_corners=False
+        image.to(dtype), grid, mode=mode, padding_mode="border", align_corners=False
     )
     return out.to(image.dtype)
 

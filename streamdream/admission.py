@@ -1,0 +1,169 @@
+"""Who is served live: a fixed number of seats, a visible queue, and a capacity measured at start-up.
+
+A live demo serves a room from one model. Every seated visitor gets a frame per engine tick, so
+each extra visitor slows everyone down; past some number nobody sees a moving picture. `Seats`
+admits visitors up to a capacity and queues the rest in arrival order, telling each their place;
+a seat whose visitor sent no frame for `idle_s` seconds (a closed tab, a stopped camera) is freed
+and the first in the queue takes it. `probe_capacity` measures that capacity on this machine: how
+many streams can share the model while each still gets `min_fps` frames per second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import StreamdreamError
+from .scheduler import run_planned
+from .session import FrameMode, StreamSession, TemporalSettings
+
+
+class QueueFull(StreamdreamError):
+    """Every seat is taken and the queue is at its limit."""
+
+
+class Seats:
+    """Live seats: `capacity` visitors served, the others queued first come, first served.
+
+    A visitor (any hashable key: a browser session) calls `visit` with each frame, or holds its seat
+    with `serving` while a frame is being made; `leave` gives the seat (or place) up at once.
+    `on_free(key)` runs (outside the lock) for each visitor whose seat was freed for idleness.
+    """
+
+    def __init__(self, capacity: int, *, idle_s: float, queue_limit: int, on_free: Callable[[Hashable], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if capacity < 1:
+            raise StreamdreamError(f"live capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self.idle_s = idle_s
+        self.queue_limit = queue_limit
+        self.on_free = on_free
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seated: dict[Hashable, float] = {}  # key -> last seen
+        self._busy: dict[Hashable, int] = {}  # key -> frames being made for it now (never idle meanwhile)
+        self._waiting: OrderedDict[Hashable, float] = OrderedDict()  # in arrival order -> last seen
+
+    def visit(self, key: Hashable) -> int:
+        """Note a frame from `key`; 0 when it is seated (now or before), else its place in the queue (1 = next).
+
+        Raises `QueueFull` when it would have to queue behind `queue_limit` others.
+        """
+        freed = []
+        try:
+            with self._lock:
+                now = self._clock()
+                freed = self._expire(now)
+                if key in self._seated:
+                    self._seated[key] = now
+                elif key in self._waiting:
+                    self._waiting[key] = now
+                elif len(self._waiting) >= self.queue_limit:
+                    raise QueueFull(f"all {self.capacity} live seats are taken and {len(self._waiting)} visitors wait; try again later")
+                else:
+                    self._waiting[key] = now
+                self._admit(now)
+                return 0 if key in self._seated else list(self._waiting).index(key) + 1
+        finally:
+            self._notify(freed)
+
+    @contextlib.contextmanager
+    def serving(self, key: Hashable) -> Iterator[None]:
+        """Hold `key`'s seat while a frame is made for it (a slow first frame must not look like a closed tab)."""
+        with self._lock:
+            self._busy[key] = self._busy.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy[key] -= 1
+                if not self._busy[key]:
+                    del self._busy[key]
+                if key in self._seated:
+                    self._seated[key] = self._clock()
+
+    def leave(self, key: Hashable) -> None:
+        """`key` is gone (its tab closed): its seat goes to the first in the queue."""
+        with self._lock:
+            self._seated.pop(key, None)
+            self._waiting.pop(key, None)
+            self._admit(self._clock())
+
+    def seated(self) -> list[Hashable]:
+        with self._lock:
+            return list(self._seated)
+
+    def waiting(self) -> list[Hashable]:
+        with self._lock:
+            return list(self._waiting)
+
+    def _expire(self, now: float) -> list[Hashable]:  # under the lock
+        idle = [key for key, seen in self._seated.items() if now - seen > self.idle_s and key not in self._busy]
+        for key in idle:
+            del self._seated[key]
+        for key in [key for key, seen in self._waiting.items() if now - seen > self.idle_s]:
+            del self._waiting[key]
+        return idle
+
+    def _admit(self, now: float) -> None:  # under the lock
+        while self._waiting and len(self._seated) < self.capacity:
+            key, _ = self._waiting.popitem(last=False)
+            self._seated[key] = now
+
+    def _notify(self, freed: list[Hashable]) -> None:
+        if self.on_free is not None:
+            for key in freed:
+                self.on_free(key)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What `probe_capacity` measured: each tried number of streams -> frames per second each got."""
+
+    capacity: int
+    fps: dict[int, float]
+
+
+def probe_capacity(mode: FrameMode, settings: TemporalSettings, size: tuple[int, int], *, min_fps: float, most: int,
+                   ticks: int = 3) -> Probe:
+    """How many live streams of `mode` at `size` (height, width) can share the model at `min_fps` each.
+
+    Runs 1, 2, 4, ... identical streams on a moving test picture through the live engine's own
+    path (flow, planning, one batched step per tick) and times their ticks (the last of `ticks`:
+    the first frames are cold). Tick time grows about linearly with the streams at this scale, so
+    the capacity is read off the line through the last two counts measured, never beyond `most`
+    and never below 1 (one visitor is always served).
+    """
+    height, width = size
+    picture = np.random.default_rng(0).integers(0, 256, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+    picture = np.kron(picture, np.ones((8, 8, 1), np.uint8))  # blocks: texture the flow can follow
+    measured: dict[int, float] = {}
+    count = 1
+    while True:
+        streams = [StreamSession(mode, settings, seed=i) for i in range(count)]
+        for tick in range(ticks):
+            frame = np.ascontiguousarray(np.roll(picture, 2 * tick, axis=1)[:height, :width])
+            started = time.perf_counter()
+            frames = [stream.begin(stream.prepare(frame)) for stream in streams]
+            for stream, frame_started, out in zip(streams, frames, run_planned([f.work for f in frames])):
+                if isinstance(out, BaseException):
+                    raise out
+                stream.finish(frame_started, out)
+        measured[count] = 1.0 / (time.perf_counter() - started)
+        if measured[count] < min_fps or count >= most:
+            break
+        count = min(2 * count, most)
+    counts = sorted(measured)
+    if len(counts) == 1:
+        return Probe(1, measured)
+    (a, fa), (b, fb) = (counts[-2], measured[counts[-2]]), (counts[-1], measured[counts[-1]])
+    per_stream = (1 / fb - 1 / fa) / (b - a)  # seconds a tick grows per extra stream
+    fixed = 1 / fa - per_stream * a
+    fits = int((1 / min_fps - fixed) / per_stream) if per_stream > 0 else most
+    return Probe(max(1, min(most, fits)), measured)
