@@ -116,6 +116,11 @@ class Cancelled(Exception):
     pass
 
 
+def visitor_of(request: gr.Request | None) -> str:
+    """Who a request comes from: its browser session (requests made without one share "anonymous")."""
+    return getattr(request, "session_hash", None) or "anonymous"
+
+
 def measure_capacity(engine: LiveEngine) -> Probe:
     """How many live visitors this machine serves at a moving frame rate: the default live dream at the
     live working size (a 4:3 camera), `LIVE_SEAT_FPS_*` frames per second each (`probe_capacity`)."""
@@ -155,7 +160,7 @@ class App:
 
     def live(self, frame, state: LiveState | None, request: gr.Request | None, serve: Callable[[], tuple]):
         """A Live tab frame of one visitor: `serve()` (`live_frame`) if seated, else their place in the queue."""
-        visitor = getattr(request, "session_hash", None) or "anonymous"
+        visitor = visitor_of(request)
         if frame is None:
             return None, state, "waiting for the camera"
         try:
@@ -173,7 +178,7 @@ class App:
 
     def leave(self, request: gr.Request = None) -> None:  # annotated exactly so: Gradio passes the request
         """The visitor closed the tab: free their seat, close their live stream, cancel their render."""
-        visitor = getattr(request, "session_hash", None) or "anonymous"
+        visitor = visitor_of(request)
         self.seats.leave(visitor)
         self._close_live(visitor)
         if visitor in self._cancels:
@@ -185,8 +190,7 @@ class App:
             session.close()
 
     def cancel_event(self, request: gr.Request | None) -> threading.Event:
-        key = getattr(request, "session_hash", None) or "anonymous"
-        return self._cancels.setdefault(key, threading.Event())  # atomic: no lock needed
+        return self._cancels.setdefault(visitor_of(request), threading.Event())  # atomic: no lock needed
 
     def output_folder(self) -> Path:
         folder = self.outputs / uuid.uuid4().hex
@@ -225,7 +229,8 @@ class App:
 
 def live_frame(frame, model, objective, strength, iterations, carry, preset_name, state: LiveState | None,
                kind: str = "dream", style_path: str | None = None, *, engine: LiveEngine | None = None):
-    """One webcam frame in, its dream out, plus the fps/latency readout. Called per streamed frame.
+    """One webcam frame in, its dream out, plus the fps/latency readout. Called per streamed frame
+    (never without one: `App.live` answers those).
 
     The frame goes to this browser session's stream on the live engine (default: the process's
     shared one) and the call returns with its result, or with a newer frame's if one replaced it.
@@ -233,8 +238,6 @@ def live_frame(frame, model, objective, strength, iterations, carry, preset_name
     state, a new mode, model, objective or painting starts afresh.
     """
     state = state if isinstance(state, LiveState) else LiveState()
-    if frame is None:
-        return None, state, "waiting for the camera"
     frame = np.ascontiguousarray(frame[..., :3])
     if max(frame.shape[:2]) > live_max_side():  # shrink big camera frames; never blow small ones up
         frame = resize_max_side(frame, live_max_side())

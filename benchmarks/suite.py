@@ -254,24 +254,27 @@ def cuda_tests(ctx: Context) -> Result:
 
 def live_dream(ctx: Context) -> Result:
     """One live session per resolution, measured exactly as `benchmarks/live.py` measures it."""
+    runs = [(resolution, f"live dream {resolution}", {"resolution": resolution, "frames": frames})
+            for resolution, frames in zip(ctx.sizes.live, ctx.sizes.live_frames)]
+    return live_runs(ctx, 2, runs, lambda i, name, report: live_rows(ctx, 2, name, report, LIVE_TARGETS[i]))
+
+
+def live_runs(ctx: Context, step: int, runs: list[tuple[str, str, dict]], rows: Callable[[int, str, dict], list[Row]]) -> Result:
+    """`live.run` for each (figure key, name, options) in `runs`, each with an equal share of the budget
+    left, and `rows(i, name, report)` for each; a run the budget stops is a status row, and the others'
+    figures are kept."""
     result = Result()
-    for i, resolution in enumerate(ctx.sizes.live):
-        share = ctx.left() / (len(ctx.sizes.live) - i)
-        log(f"  live dream {resolution}, up to {ctx.sizes.live_frames[i]} frames in {share:.0f} s")
+    for i, (key, name, options) in enumerate(runs):
+        share = ctx.left() / (len(runs) - i)
+        log(f"  {name}, up to {options['frames']} frames{' each' if 'sessions' in options else ''} in {share:.0f} s")
         try:
-            report = live.run(
-                device=str(ctx.device),
-                resolution=resolution,
-                frames=ctx.sizes.live_frames[i],
-                source_fps=ctx.sizes.source_fps,
-                deadline=time.perf_counter() + share,
-            )
-        except TimeoutError as error:  # keep the other resolution's figures
-            result.figures[resolution] = {"status": f"stopped: budget ({error})"}
-            result.rows.append(Row(2, f"live dream {resolution}", result.figures[resolution]["status"]))
+            report = live.run(device=str(ctx.device), source_fps=ctx.sizes.source_fps, deadline=time.perf_counter() + share, **options)
+        except TimeoutError as error:
+            result.figures[key] = {"status": f"stopped: budget ({error})"}
+            result.rows.append(Row(step, name, result.figures[key]["status"]))
             continue
-        result.figures[resolution] = report
-        result.rows += live_rows(ctx, 2, f"live dream {resolution}", report, LIVE_TARGETS[i])
+        result.figures[key] = report
+        result.rows += rows(i, name, report)
     return result
 
 
@@ -487,35 +490,21 @@ def optimizer_step(ctx: Context) -> Result:
 def batched_sessions(ctx: Context) -> Result:
     """N live sessions (different cameras, objectives and strengths) on the batched scheduler, measured
     exactly as `benchmarks/live.py --sessions N` measures them; each run also measures one session alone."""
-    result = Result()
     resolution = ctx.sizes.sessions_resolution
-    for i, count in enumerate(ctx.sizes.sessions):
-        share = ctx.left() / (len(ctx.sizes.sessions) - i)
-        log(f"  {count} live sessions {resolution}, up to {ctx.sizes.sessions_frames} frames each in {share:.0f} s")
-        try:
-            report = live.run(
-                device=str(ctx.device),
-                resolution=resolution,
-                frames=ctx.sizes.sessions_frames,
-                source_fps=ctx.sizes.source_fps,
-                sessions=count,
-                deadline=time.perf_counter() + share,
-            )
-        except TimeoutError as error:
-            result.figures[str(count)] = {"status": f"stopped: budget ({error})"}
-            result.rows.append(Row(4, f"{count} live sessions {resolution}", result.figures[str(count)]["status"]))
-            continue
-        result.figures[str(count)] = report
-        targets = SESSION_TARGETS if count == 16 else {}
-        name = f"{count} sessions {resolution}"
-        result.rows += [
+    runs = [(str(count), f"{count} live sessions {resolution}", {"resolution": resolution, "frames": ctx.sizes.sessions_frames, "sessions": count})
+            for count in ctx.sizes.sessions]
+
+    def rows(_: int, name: str, report: dict) -> list[Row]:
+        targets = SESSION_TARGETS if report["sessions"] == 16 else {}
+        return [
             Row(4, f"{name}: one session alone", f"{report['single_session_fps']:.1f}", "fps"),
             ctx.judge(4, f"{name}: slowest session", min(report["per_session_fps"]), "fps", targets.get("min_session_fps")),
             ctx.judge(4, f"{name}: worst latency p95", max(report["latency_p95_ms"]), "ms", targets.get("latency_p95_ms")),
             ctx.judge(4, f"{name}: scaling (all sessions' fps / one alone)", report["scaling"], "x", targets.get("scaling")),
             Row(4, f"{name}: frames per optimizer step", f"{report['mean_batch']:.2f}", ""),
         ]
-    return result
+
+    return live_runs(ctx, 4, runs, rows)
 
 
 # --- step 5: offline render and a still -----------------------------------------------------------

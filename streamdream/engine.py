@@ -341,10 +341,11 @@ class LiveEngine:
         if not started:
             return
         works = [frame.work for _, frame in started]
+        groups = batches(works)
         with self._lock:
-            outputs = run_planned(works)
+            outputs = run_planned(works, groups)
         with self._cond:
-            self.steps += len(batches(works))
+            self.steps += len(groups)
             self.batched += len(works)
         for (job, frame), out in zip(started, outputs):
             self._finish(job, frame, out)

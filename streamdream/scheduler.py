@@ -54,13 +54,14 @@ def batches(works: Sequence[Work]) -> list[list[int]]:
     return list(groups.values())
 
 
-def run_planned(works: Sequence[Work]) -> list[torch.Tensor | BaseException]:
+def run_planned(works: Sequence[Work], groups: list[list[int]] | None = None) -> list[torch.Tensor | BaseException]:
     """Run planned works, each group of equal `batch_key` as one batch; results (or the group's error) in order.
 
-    A failing batch fails only its own streams: the error is returned in their places.
+    `groups`: `batches(works)`, when the caller has it already. A failing batch fails only its own
+    streams: the error is returned in their places.
     """
     results: list[torch.Tensor | BaseException] = [None] * len(works)  # type: ignore[list-item]
-    for indices in batches(works):
+    for indices in batches(works) if groups is None else groups:
         try:
             if len(indices) == 1:
                 outs = [works[indices[0]].run()]

@@ -243,9 +243,16 @@ class _Cluster:
         self.made += 1
         return self.remote.remote(*self.factory, f"worker {self.made}")
 
-    def check(self, markers: dict[str, str], inputs: dict[str, int]) -> None:
-        """Fail in one line, before any rendering, when a worker cannot build its mode or see the files."""
-        for problem in self.ray.get([actor.check.remote(markers, inputs) for actor in self.actors]):
+    def check(self, folders: Sequence[Path], inputs: Sequence[Path]) -> None:
+        """Fail in one line, before any rendering, when a worker cannot build its mode or see the files:
+        the `inputs` at their sizes, and in each of `folders` a marker file written here just now."""
+        markers = _markers(folders)
+        try:
+            problems = self.ray.get([actor.check.remote(markers, {str(p): p.stat().st_size for p in inputs}) for actor in self.actors])
+        finally:
+            for marker in markers:
+                Path(marker).unlink(missing_ok=True)
+        for problem in problems:
             if problem:
                 raise StreamdreamError(problem)
 
@@ -398,12 +405,7 @@ def render_video(
         files = [work / f"segment-{s.index:05d}{dst.suffix}" for s in plan]
         todo = [Task(f"{s.describe()} of {src.name}", str(src), str(path), s.frames, s.span, counted=s.stop - s.start) for s, path in zip(plan, files, strict=True) if not _segment_done(path, s.frames)]
         reused_frames = timeline.frames - sum(t.counted for t in todo)
-        markers = _markers([work])
-        try:
-            cluster.check(markers, {str(src): src.stat().st_size})
-        finally:
-            for marker in markers:
-                Path(marker).unlink(missing_ok=True)
+        cluster.check([work], [src])
         started = time.perf_counter()  # the workers have their models: from here on it is rendering
         progress = (lambda done: on_progress(reused_frames + done, timeline.frames)) if on_progress else (lambda done: None)
         progress(0)
@@ -470,12 +472,7 @@ def render_files(
     finals = {task.name: PendingOutput(dst, Path(task.dst), overwrite) for task, (_, dst) in zip(tasks, pairs, strict=True)}
 
     def job(cluster: _Cluster) -> JobReport:
-        markers = _markers([dst.parent for _, dst in pairs])
-        try:
-            cluster.check(markers, {str(src): src.stat().st_size for src, _ in pairs})
-        finally:
-            for marker in markers:
-                Path(marker).unlink(missing_ok=True)
+        cluster.check([dst.parent for _, dst in pairs], [src for src, _ in pairs])
         started = time.perf_counter()
         progress = (lambda done: on_progress(done, total)) if on_progress else (lambda done: None)
         try:
