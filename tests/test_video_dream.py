@@ -104,7 +104,10 @@ def test_interrupted_render_leaves_a_playable_partial_file(clip, tmp_path):
 def test_sigint_from_the_terminal_keeps_the_frames_done(tmp_path):
     clip = make_clip("pan", tmp_path / "long.mp4", size=(96, 64), fps=24, seconds=4)
     out = tmp_path / "out.mp4"
-    command = [sys.executable, "-m", "streamdream.apps.cli", "dream", str(clip), "-o", str(out), "--octaves", "1", "--iterations", "1", "--device", "cpu"]
+    # Six steps a frame: with the presets' one small step, the 96 frames could all be done before a
+    # loaded machine delivered the signal (seen once in a full run), and nothing would be interrupted.
+    command = [sys.executable, "-m", "streamdream.apps.cli", "dream", str(clip), "-o", str(out), "--octaves", "1", "--iterations", "1",
+               "--frame-iterations", "6", "--device", "cpu"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
     seen = ""
     # tqdm redraws at most every 0.1 s, so it may never show "3/": wait for any count of 3 or more.
