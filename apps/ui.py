@@ -21,9 +21,8 @@ A thin front end over the library. Design points:
   written into a fresh folder per request under the app's own work folder. Nothing is shared
   between users except the read-only models.
 * Controls follow the mode (`ui_modes.mode_view`): a dream shows its objective, style mode its
-  painting upload and a "style weight"; buttons and labels say "Dream" or "Paint". The Live tab starts
-  at `settings.LIVE_STRENGTH` so a first visitor sees a plain dream within seconds, shown as large as
-  the camera preview.
+  painting upload and a "style weight"; buttons and labels say "Dream" or "Paint". Every tab starts
+  at strength 1, the look of a still dream; the Live tab shows it as large as the camera preview.
 * Limits with clear messages: upload size (Gradio `max_file_size`), video duration, and the
   resolution (bigger inputs are downscaled with a notice).
 """
@@ -64,7 +63,6 @@ from streamdream.settings import (
     LIVE_SEAT_FPS_CPU,
     LIVE_SEAT_FPS_GPU,
     LIVE_SEAT_IDLE_S,
-    LIVE_STRENGTH,
     PRESETS,
     STRENGTH,
     STRENGTH_RANGE,
@@ -125,7 +123,7 @@ def measure_capacity(engine: LiveEngine) -> Probe:
     """How many live visitors this machine serves at a moving frame rate: the default live dream at the
     live working size (a 4:3 camera), `LIVE_SEAT_FPS_*` frames per second each (`probe_capacity`)."""
     side = live_max_side()
-    mode = live_mode("dream", DEFAULT_MODEL, "", LIVE_STRENGTH, None)
+    mode = live_mode("dream", DEFAULT_MODEL, "", STRENGTH, None)
     settings = preset(LIVE_PRESET_GPU if _cuda() else LIVE_PRESET_CPU)
     with engine.exclusive():
         return probe_capacity(mode, settings, (side * 3 // 4, side), min_fps=LIVE_SEAT_FPS_GPU if _cuda() else LIVE_SEAT_FPS_CPU,
@@ -450,7 +448,7 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                 l_kind, l_style = _mode_controls("live")
                 l_model, l_objective = _model_controls(default_objective, "live")
                 with gr.Row():
-                    l_strength = gr.Slider(0.25, STRENGTH_RANGE.high, value=LIVE_STRENGTH, step=0.25, label="strength", elem_id="live-strength")
+                    l_strength = gr.Slider(0.25, STRENGTH_RANGE.high, value=STRENGTH, step=0.25, label="strength", elem_id="live-strength")
                     l_iters = gr.Slider(0, 5, value=fast.frame_iterations, step=1, label="iterations per frame", elem_id="live-iterations")
                     l_carry = gr.Slider(0, 1, value=fast.carry, step=0.05, label="temporal carry", elem_id="live-carry")
                     l_preset = gr.Dropdown(list(PRESETS), value=LIVE_PRESET_CPU, label="preset")

@@ -1,14 +1,15 @@
 """What each tab of the web UI runs: models and modes (built once, cached) and stream settings.
 
-* Live: a stream's frames are cheap. The mode's own octaves and iterations only matter for a first
-  frame or a cut, and the live presets start those with the per-frame settings anyway.
+* Live: a stream's frames are cheap. A dream keeps the still defaults anyway: they make the first
+  frame under the GPU preset, and under the CPU preset (which grows the dream from the frame) the
+  strength the stream is held at (`Dreamer.still_strength`). A style stream's first frame is cut
+  short (`LIVE_STYLE`).
 * Video: the first frame (and every cut) gets the full still treatment the CLI gives it, the mode's
   default octaves and iterations (`streamdream dream` / `streamdream style` on a video).
 * Still: the tab's own octave and iteration sliders.
 
-Strength scales the dream step (dream) or the style weight (style); 1 is the library's default.
-The Live tab starts stronger (`settings.LIVE_STRENGTH`): on a CPU a live stream makes one cheap step per
-frame, and at strength 1 a visitor saw their face barely changed for the first seconds.
+Strength scales the dream step (dream) or the style weight (style); 1 is the library's default, in
+the Live tab too: a live dream is held at its still's strength, so live, video and still look alike.
 
 The controls follow the mode (`mode_view`): a dream shows its objective, a style its painting and a
 "style weight", and the buttons and labels say "Dream" or "Paint".
@@ -28,7 +29,6 @@ from streamdream.style import Stylizer
 
 MODES = ("dream", "style")
 TOOLS = ("saliency", "fool", "classviz", "invert")  # Still tab only: the image-gradient tools
-LIVE_DREAM = (1, 1)  # (octaves, iterations) of a live dream's first frame: never a multi-second still dream
 LIVE_STYLE = (2, 30)  # (octaves, iterations) of a live style stream's first frame; later frames are warm-started
 
 
@@ -74,7 +74,7 @@ def still_defaults(kind: str) -> tuple[int, int]:
 
 
 def live_mode(kind: str, model: str, objective: str, strength: float, style_path: str | None):
-    return frame_mode(kind, model, objective, strength, style_path, *(LIVE_STYLE if kind == "style" else LIVE_DREAM))
+    return frame_mode(kind, model, objective, strength, style_path, *(LIVE_STYLE if kind == "style" else still_defaults(kind)))
 
 
 def video_mode(kind: str, model: str, objective: str, strength: float, style_path: str | None):

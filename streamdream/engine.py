@@ -417,6 +417,11 @@ class _Serialized:
         with self._lock:
             return self.mode.next_frame(*args, **kwargs)
 
+    def still_strength(self, image: torch.Tensor) -> float | None:
+        measure = getattr(self.mode, "still_strength", None)  # optional (`session.StrengthHold`)
+        with self._lock:
+            return None if measure is None else measure(image)
+
 
 _SHARED: LiveEngine | None = None
 _SHARED_LOCK = threading.Lock()  # guards creating the shared engine

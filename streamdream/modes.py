@@ -2,10 +2,10 @@
 
 Every frame after a stream's first carries something of the previous frame over the new one along
 the backward flow (`Motion.carry`: where the consistency check failed, inpainted from the trusted
-neighbours), in the share `settings.carry` (just below 1: a slow leak, so a long clip settles instead
-of burning in), and then spends a few cheap steps of the one optimizer from there. What is carried
-(the change the mode made to the frame: a dream's residual, a style's strokes) and what the steps
-are is the mode's own: `carried` and `warm_frame`.
+neighbours), in the share `settings.carry` (scaled toward a still's strength by the session's
+`StrengthHold`, so a long clip neither burns in nor fades), and then spends a few cheap steps of the
+one optimizer from there. What is carried (the change the mode made to the frame: a dream's residual,
+a style's strokes) and what the steps are is the mode's own: `carried` and `warm_frame`.
 
 A frame's model work can also be planned without running it (`plan_next_frame`, `plan_first_frame`):
 the live engine plans the frames of many streams, then runs the ones that can share a batch together
@@ -45,6 +45,11 @@ class WarmStartMode(FrameMode):
     def warm_work(self, image: torch.Tensor, carried: torch.Tensor, trust: torch.Tensor, settings: TemporalSettings, generator: torch.Generator) -> Work:
         """`warm_frame` as work to run; a mode whose steps can share a batch with other streams' returns an `OptimizeCall`."""
         return Deferred(lambda: self.warm_frame(image, carried, trust, settings, generator))
+
+    def still_strength(self, image: torch.Tensor) -> float | None:
+        """The strength (mean |result - picture|) of this mode's still of a picture like `image`,
+        which a stream grown from nothing is held at (`session.StrengthHold`); None: not known."""
+        return None
 
     @abstractmethod
     def carried(self, previous_input: torch.Tensor, previous_output: torch.Tensor) -> torch.Tensor:

@@ -120,7 +120,7 @@ class StreamSession:
         self._serial = 0  # frames prepared so far
         self._last_input: tuple[int, np.ndarray] | None = None  # the last prepared frame (prepare's side)
         self._previous: tuple[int, torch.Tensor, torch.Tensor] | None = None  # serial, input, output (process's side)
-        self._hold = StrengthHold()  # process's side, read and updated by `_motion` only
+        self._hold = StrengthHold()  # process's side (`begin` and `_motion`)
         self.settings = settings or TemporalSettings()
 
     @property
@@ -171,10 +171,12 @@ class StreamSession:
         motion = self._motion(prepared) if previous is not None and previous[0] == prepared.after else None
         if motion is not None:
             work = plan(self.mode, "next_frame", image, previous[1], previous[2], motion, settings, self.generator)
-        elif settings.fresh_start == "frame":  # per-frame settings with nothing carried
+        elif settings.fresh_start == "frame" and not settings.independent:  # per-frame settings, nothing carried
+            self._hold.grown()
             nothing = no_motion(*rgb.shape[:2], device, trusted=False)
             work = plan(self.mode, "next_frame", image, image, image, nothing, settings, self.generator)
         else:
+            self._hold.still(self.mode, prepared.serial)
             work = plan(self.mode, "first_frame", image, self.generator)
         return StartedFrame(prepared, image, work, (started, converted, time.perf_counter()))
 
@@ -213,35 +215,54 @@ class StreamSession:
             if prepared.settings.fill > 0:
                 motion = motion.filled(prepared.settings.fill)
         serial, previous_input, previous_output = self._previous
-        return self._hold(motion, serial, previous_input, previous_output, prepared)
+        return self._hold(motion, self.mode, serial, previous_input, previous_output, prepared)
 
 
 class StrengthHold:
     """Keeps a carried stream from burning in: its strength (mean |output - input|) is held at
-    `settings.hold` times that of the frame it last started afresh from.
+    `settings.hold` times a mark, the strength of a still dream.
 
-    Each warm frame adds a few dream steps to what it carries; with the carry near 1 (a slow leak,
-    so the picture barely changes from frame to frame) those steps outgrow the leak and a long clip
-    would drift into saturated noise. Above the mark the carried share is scaled down just enough
-    to bring it back, so the strength settles at the still's instead of wherever the balance of
-    steps and leak happens to fall. Below it (new content entering a shot carries no dream yet, and
-    real footage faded to 0.7x of a still dream's strength) the carry grows back by at most
-    `settings.lift` per frame. A fresh start with frame settings (`fresh_start="frame"`) sets
-    no mark: the dream grows from nothing there, held by the carry's leak alone.
+    Each warm frame adds a few dream steps to what it carries; with the whole result carried those
+    steps would pile up and a long clip would drift into saturated noise. Above the mark the carried
+    share is scaled down just enough to bring it back, so the strength settles at the still's instead
+    of wherever the balance of steps and leak happens to fall. Below it (new content entering a shot
+    carries no dream yet, and real footage faded to 0.7x of a still dream's strength) the carry grows
+    back by at most `settings.lift` per frame; that is also how a dream grown from nothing reaches it.
+
+    The mark is the strength of a still of the mode in use. A stream that starts with a still
+    (`fresh_start="still"`) is held at that still's own strength, measured on the next frame. One
+    that grows its dream from nothing (`fresh_start="frame"`), or whose mode changes mid-stream (a
+    live strength slider makes a new `Dreamer`), is held at the strength the mode says its still
+    has (`still_strength`, optional: `Dreamer.still_strength` dreams a thumbnail once). A mode that
+    cannot say leaves the stream unheld, to the carry's leak alone.
     """
 
     def __init__(self) -> None:
-        self.mark: float | None = None  # the strength of the last fresh start
-        self.last_warm: int | None = None  # the serial of the last frame carried
+        self.mark: float | None = None
+        self._mode: object = None  # the mode whose still the mark is the strength of
+        self._still: int | None = None  # the serial of a still start whose strength becomes the mark
 
-    def __call__(self, motion: Motion, serial: int, previous_input: torch.Tensor, previous_output: torch.Tensor, prepared: PreparedFrame) -> Motion:
-        """`motion` (carrying from frame `serial`) with its trust scaled toward the mark."""
+    def still(self, mode: FrameMode, serial: int) -> None:
+        """Frame `serial` starts with a still of `mode`: hold the stream at the strength of its result."""
+        self.mark, self._mode, self._still = None, mode, serial
+
+    def grown(self) -> None:
+        """The stream grows a dream from nothing: hold it at its mode's still strength."""
+        self.mark, self._mode, self._still = None, None, None
+
+    def __call__(self, motion: Motion, mode: FrameMode, serial: int, previous_input: torch.Tensor, previous_output: torch.Tensor,
+                 prepared: PreparedFrame) -> Motion:
+        """`motion` (carrying from frame `serial`, made by `mode`) with its trust scaled toward the mark."""
         settings = prepared.settings
+        if not settings.hold:
+            return motion
         strength = float((previous_output - previous_input).abs().mean())
-        if self.last_warm != serial:  # the previous frame started afresh: its strength is the mark
-            self.mark = strength if settings.fresh_start == "still" else None
-        self.last_warm = prepared.serial
-        if not settings.hold or self.mark is None or strength == 0.0:
+        if serial == self._still:
+            self.mark, self._still = strength, None
+        elif mode is not self._mode:
+            measure = getattr(mode, "still_strength", None)
+            self.mark, self._mode = (None if measure is None else measure(previous_input)), mode
+        if self.mark is None or strength == 0.0:
             return motion
         scale = min(settings.hold * self.mark / strength, settings.lift)
         return motion if scale == 1.0 else replace(motion, mask=motion.mask * scale)

@@ -127,7 +127,7 @@ class StyleSettings(Settings):
 class TemporalSettings(Settings):
     """How frames after the first are made (defaults chosen by `benchmarks/temporal.py`)."""
 
-    carry: float = setting(1.0, "share of the previous frame's result carried along the flow; below 1 it leaks away, which holds a dream grown from nothing (fresh start \"frame\") from burning in", low=0.0, high=1.0)
+    carry: float = setting(1.0, "share of the previous frame's result carried along the flow; below 1 it leaks away (the hold, --hold, is what keeps a long clip from burning in)", low=0.0, high=1.0)
     frame_iterations: int = setting(1, "iterations per octave for frames after the first", low=0, high=1000)
     frame_octaves: int = setting(1, "octaves for frames after the first", low=1, high=12)
     frame_step: float = setting(0.5, "dreams: step of frames after the first, as a multiple of the still step; smaller changes each frame less, the carry keeps the strength", above=0.0, high=4.0)
@@ -135,8 +135,8 @@ class TemporalSettings(Settings):
     flow_preset: str = setting("medium", "DIS optical flow preset", choices=("ultrafast", "fast", "medium"))
     flow_scale: float = setting(0.5, "compute flow at this fraction of the frame size", above=0.0, high=1.0)
     check: bool = setting(True, "forward-backward consistency mask (Ruder et al. 2016)")
-    hold: float = setting(1.0, "carried frames are held at this multiple of the strength (mean |output - input|) of the frame they started afresh from, so a long clip cannot burn in; 0 turns the hold off", low=0.0, high=10.0)
-    lift: float = setting(1.05, "below the held strength, the carry may grow by at most this factor per frame, back toward it (a shot's dream fades where new content enters: bikes.mp4 kept 0.71x of the still dream's strength without it, 0.94x with 1.05, `benchmarks/temporal.py --real`); 1 only caps", low=1.0, high=2.0)
+    hold: float = setting(1.0, "carried frames are held at this multiple of the strength (mean |output - input|) of a still dream (the one the stream started from, or, when it grows from the frame, the dreamer's still of a thumbnail), so a long clip cannot burn in; 0 turns the hold off", low=0.0, high=10.0)
+    lift: float = setting(1.3, "below the held strength, the carry may grow by at most this factor per frame, back toward it: new content entering a shot carries no dream yet, and a stream that starts from the frame grows its dream this way (`benchmarks/temporal.py --real`); 1 only caps", low=1.0, high=2.0)
     fill: float = setting(1.0, "where the flow is not trusted (disocclusions, motion edges), carry this share of the previous result inpainted from trusted neighbours; 0 restarts those pixels from the raw frame", low=0.0, high=1.0)
     independent: bool = setting(False, "dream every frame from scratch with the still settings (flickers; the baseline)")
     scene_cut: float = setting(0.3, "below this share of trusted flow pixels the carry is dropped (a cut)", low=0.0, high=1.0)
@@ -144,12 +144,13 @@ class TemporalSettings(Settings):
 
 
 PRESETS: dict[str, TemporalSettings] = {
-    # Live on a CPU: one cheap step per frame, coarse fast flow, and no multi-second still dream on
-    # the first frame or after a cut (the picture would freeze); the dream builds up over frames.
-    # Every preset: one small step per frame on top of the whole carry, held at the still's strength
-    # (measured on real footage by `benchmarks/temporal.py --real`: more steps per frame flicker more).
-    # `fast` grows its dream from nothing, so no still sets the hold: its carry leaks instead.
-    "fast": TemporalSettings(carry=0.95, frame_step=1.0, flow_preset="ultrafast", fresh_start="frame"),
+    # Every preset: one small step per frame on top of the whole carry, held at a still dream's
+    # strength and lifted back toward it by up to 30% a frame (measured on real footage by
+    # `benchmarks/temporal.py --real`: more steps per frame flicker more; a coarser flow than DIS
+    # medium at half size flickers more on moving people and cars, for 2-4 ms less a frame).
+    # Live on a CPU: no multi-second still dream on the first frame or after a cut (the picture would
+    # freeze); the dream grows from nothing to the strength the dreamer says its still has.
+    "fast": TemporalSettings(fresh_start="frame"),
     "balanced": TemporalSettings(),
     "quality": TemporalSettings(frame_octaves=2, flow_scale=1.0),
 }
@@ -160,10 +161,6 @@ LIVE_PRESET_GPU = "balanced"
 # Live and web-UI strength: a multiplier of the dream step (or of the style weight), 1 = the defaults.
 STRENGTH = 1.0
 STRENGTH_RANGE = Range(above=0.0, high=4.0)
-# The live tab starts stronger: one cheap step per frame on a CPU builds the dream slowly. Measured:
-# 2 s after the first camera frame (2-core CPU, 240x180, `fast` preset) the output differs from the
-# camera by a mean 0.054 (pixels in [0, 1]) at 3, against 0.019 at 1, at the same fps.
-LIVE_STRENGTH = 3.0
 
 # Live seats (`streamdream.admission`): a visitor is seated while every seated visitor still gets at
 # least this many frames per second (the capacity `streamdream ui` measures at start-up unless

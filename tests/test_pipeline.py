@@ -143,6 +143,16 @@ def test_a_scene_cut_drops_the_carry(preset_name, expected):
     assert session.cuts == 1
 
 
+@pytest.mark.parametrize("preset_name", ["fast", "balanced"])
+def test_independent_frames_are_still_dreams_under_every_preset(preset_name):
+    """--independent (the flicker baseline) dreams every frame as a still, also where the preset grows from the frame."""
+    mode = RecordingMode()
+    session = StreamSession(mode, preset(preset_name).with_(independent=True))
+    for image in frames(3):
+        session.process(image)
+    assert [kind for kind, _ in mode.calls] == ["first", "first", "first"]
+
+
 def test_timings_are_reported():
     session = StreamSession(RecordingMode(delay=0.01))
     for image in frames(2):
@@ -156,7 +166,8 @@ def test_presets():
         """Steps per frame, then flow effort (every preset steps once per octave: more steps flicker more)."""
         return (settings.frame_iterations * settings.frame_octaves, ("ultrafast", "fast", "medium").index(settings.flow_preset), settings.flow_scale)
 
-    assert effort(preset("fast")) < effort(preset("balanced")) < effort(preset("quality"))
+    assert effort(preset("fast")) <= effort(preset("balanced")) < effort(preset("quality"))
+    assert preset("fast").fresh_start == "frame" and preset("balanced").fresh_start == "still"  # fast: never a still
     assert set(PRESETS) == {"fast", "balanced", "quality"}
     with pytest.raises(StreamdreamError, match="fast, balanced, quality"):
         preset("turbo")

@@ -140,7 +140,10 @@ def close_enough(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
 
 
 def test_batched_sessions_equal_sessions_run_alone(model):
-    settings = preset("fast")
+    # No lift: lifted toward the held strength, the 3x dream drives activations into ReLU6's caps,
+    # where a rounding-level difference of a batched convolution flips a gradient. The hold itself
+    # is each session's own, outside the batch.
+    settings = preset("fast").with_(lift=1.0)
     modes = [dreamer(model), dreamer(model, "blocks.3:5", 3.0), dreamer(model, "blocks.4", 0.5)]
     clips = cameras(3, 4)
     with LiveEngine() as engine:

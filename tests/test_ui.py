@@ -328,8 +328,7 @@ def mode_handler(demo, tab: str):
 
 
 def test_controls_follow_the_mode(server):
-    from streamdream.settings import LIVE_STRENGTH
-    from streamdream.settings import STRENGTH_RANGE
+    from streamdream.settings import STRENGTH
 
     handler, ids = mode_handler(server, "live")
     assert ids == ["live-objective", "live-style", "live-strength", "live-output"]
@@ -340,7 +339,7 @@ def test_controls_follow_the_mode(server):
     assert objective["visible"] is True and painting["visible"] is False
     assert strength["label"] == "strength" and output["label"] == "dream"
     live = {c.elem_id: c for c in server.blocks.values() if c.elem_id}
-    assert live["live-strength"].value == LIVE_STRENGTH and STRENGTH_RANGE.allows(LIVE_STRENGTH)
+    assert live["live-strength"].value == STRENGTH == 1.0
     assert live["live-style"].visible is False  # dream mode first: no painting, the objective shown
     assert live["live-output"].height >= live["live-input"].height  # the dream is shown at least as large as the camera
 

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 
-from streamdream.settings import LIVE_PRESET_CPU, LIVE_PRESET_GPU, LIVE_STRENGTH, PRESETS, STRENGTH_RANGE, Range, preset
+from streamdream.settings import LIVE_PRESET_CPU, LIVE_PRESET_GPU, PRESETS, STRENGTH, STRENGTH_RANGE, Range, preset
 
 from ..options import SEED, add_model_options, number
 
@@ -125,7 +125,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--realtime", action="store_true", help="play a file INPUT at its own frame rate, as a camera would (default: as fast as it decodes)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file (never the input)")
     parser.add_argument("--objective", help="what to amplify (default: the model's dream layer); see `streamdream layers`")
-    parser.add_argument("--strength", type=number(float, STRENGTH_RANGE), default=LIVE_STRENGTH, help=f"multiplies the dream step, {STRENGTH_RANGE.span()} (default %(default)s)")
+    parser.add_argument("--strength", type=number(float, STRENGTH_RANGE), default=STRENGTH, help=f"multiplies the dream step, {STRENGTH_RANGE.span()} (default %(default)s)")
     parser.add_argument("--temporal-preset", choices=list(PRESETS), help=f"per-frame work (default: {LIVE_PRESET_CPU} on a CPU, {LIVE_PRESET_GPU} on a GPU)")
     parser.add_argument("--max-side", type=number(int, Range(16, 4096)), default=640, help="shrink frames so the longer side is at most N pixels (default %(default)s)")
     parser.add_argument("--seed", type=SEED, default=0, help="jitter seed (default %(default)s)")

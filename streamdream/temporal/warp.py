@@ -20,9 +20,9 @@ def warp(image: torch.Tensor, flow: torch.Tensor, *, mode: str = "bilinear") -> 
     are kept. Half-precision images are sampled in float32: a float16 grid cannot address
     pixels precisely in frames wider than about a thousand pixels.
 
-    Bilinear sampling at a fractional offset is a small blur; a dream carried through hundreds of
-    frames would lose its fine detail to it, so `Motion.carry` samples bicubic. The judge
-    (`warping_error`) keeps bilinear, the convention of Lai et al.
+    Bilinear sampling at a fractional offset is a small blur, bicubic a sharper lookup that
+    overshoots at edges; `Motion.carry` (see `motion.CARRY_SAMPLING`) and the judge
+    (`warping_error`, the convention of Lai et al.) both sample bilinear.
     """
     if image.dim() != 4 or flow.dim() != 4 or flow.shape[1] != 2:
         raise ValueError(
