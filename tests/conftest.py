@@ -1,8 +1,10 @@
-"""Shared fixtures: the embedded model on the CPU and small real photos from scikit-image."""
+"""Shared fixtures: the embedded model on the CPU and small real photos from scikit-image; `until` for threads."""
 
 from __future__ import annotations
 
 import streamdream  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +13,14 @@ import torch
 from PIL import Image
 
 from streamdream.models import create_model
+
+
+def until(condition, timeout: float = 30.0) -> None:
+    """Wait for another thread to reach a state (a safety timeout, not a timing assumption)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the state was never reached"
+        time.sleep(0.001)
 
 
 def small(photo: np.ndarray, width: int, height: int) -> np.ndarray:

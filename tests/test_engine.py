@@ -4,7 +4,6 @@ other model work takes turns on the same lock. Deterministic: frames wait at gat
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -13,6 +12,8 @@ import torch
 from streamdream.engine import FairLock, LiveEngine
 from streamdream.errors import StreamdreamError
 from streamdream.session import TemporalSettings
+
+from .conftest import until
 
 CARRY_IN_PLACE = TemporalSettings(flow="none")  # no optical flow: frames are flat test patterns
 
@@ -54,12 +55,6 @@ class Gated:
         return [value for _, value, _ in self.seen]
 
 
-def until(condition, timeout: float = 30.0) -> None:
-    """Wait for another thread to reach a state (a safety timeout, not a timing assumption)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the state was never reached"
-        time.sleep(0.001)
 
 
 @pytest.fixture

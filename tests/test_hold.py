@@ -8,7 +8,6 @@ dozen frames. Strength is mean |output - input| with pixels in [0, 1].
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -24,12 +23,9 @@ from streamdream.session import StreamSession, StrengthHold
 from streamdream.settings import preset
 from streamdream.temporal import no_motion
 
+from .conftest import until
 
-def until(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+
 
 
 def strengths(outputs: list[np.ndarray], inputs: list[np.ndarray]) -> list[float]:

@@ -17,6 +17,8 @@ from PIL import Image  # noqa: E402
 
 from streamdream.io.video import probe_video  # noqa: E402
 
+from .conftest import until  # noqa: E402
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -37,12 +39,6 @@ def server(tmp_path_factory):
         demo.close()
 
 
-def until(condition, timeout: float = 60.0) -> None:
-    """Wait for another thread to reach a state (a safety timeout, not a timing assumption)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the state was never reached"
-        time.sleep(0.005)
 
 
 def first_frame(path) -> np.ndarray:
@@ -284,7 +280,7 @@ def test_live_tab_runs_on_the_live_engine_and_its_controls_apply_to_the_running_
         with engine.exclusive():
             handler = threading.Thread(target=live_frame, args=(frames[3], *controls, 1.0, 1, 0.9, "fast", state), kwargs={"engine": engine})
             handler.start()
-            until(lambda: engine.waiting == 1)
+            until(lambda: engine.waiting == 1, timeout=60)
             assert handler.is_alive() and live.processed == 3
         handler.join(timeout=60)
         assert not handler.is_alive() and live.processed == 4
@@ -297,7 +293,7 @@ def test_a_still_waits_for_the_engine(client, server, tmp_path, astronaut_96):
     engine = server.streamdream_app.engine
     with engine.exclusive():  # a live frame or a render holds the model
         job = client.submit(gradio_client.handle_file(str(src)), "efficientnet_lite0", "blocks.3", 1.0, 1, 1, 64, 0, api_name="/dream_still")
-        until(lambda: engine.waiting == 1)
+        until(lambda: engine.waiting == 1, timeout=60)
         assert not job.done()
     pair, download, note = job.result(timeout=120)
     assert Path(download).name == "dream.png"
