@@ -48,7 +48,7 @@ def _files(args: argparse.Namespace, names: Sequence[str]) -> Iterator[str]:
 
 def _one_line(exc: BaseException) -> str:
     """The message with its notes (e.g. where a partial video was kept) on the same line."""
-    return "; ".join([str(exc), *getattr(exc, "__notes__", [])])
+    return "; ".join(part for part in [str(exc), *getattr(exc, "__notes__", [])] if part)  # a bare Ctrl-C has no message
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

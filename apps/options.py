@@ -8,14 +8,9 @@ parsed, so NaN, inf or an out-of-range value costs one line and exit 2 before an
 from __future__ import annotations
 
 import argparse
-import copy
-import functools
-import sys
 from dataclasses import fields
 
-from streamdream.settings import MAX_PIXELS, MAX_SIDE, OVERLAP_RANGE, PRESETS, RAY_FADE, RAY_OVERLAP, SEED_RANGE, OutputSettings, Range, Settings, TemporalSettings, preset
-
-DEFAULT_MODEL = "efficientnet_lite0"  # streamdream.models.DEFAULT_MODEL, without importing torch for --help
+from streamdream.settings import DEFAULT_MODEL, DEFAULT_PRESET, MAX_PIXELS, MAX_SIDE, OVERLAP_RANGE, PRESETS, RAY_FADE, RAY_OVERLAP, SEED_RANGE, OutputSettings, Range, Settings, TemporalSettings
 
 
 def number(kind: type, bounds: Range):
@@ -39,9 +34,9 @@ def numbers(bounds: Range = Range(low=0.0)):
     """An argparse type: comma-separated finite numbers within `bounds`, e.g. 0.7,0.3."""
     one = number(float, bounds)
 
-    def parse(text: str) -> list[float]:
+    def parse(text: str) -> tuple[float, ...]:
         try:
-            return [one(v) for v in text.split(",")]
+            return tuple(one(v) for v in text.split(","))
         except argparse.ArgumentTypeError:
             raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.7,0.3, each {bounds.span()}, got {text!r}") from None
 
@@ -114,8 +109,8 @@ VIDEO_OPTIONS = ["carry", "frame_iterations", "frame_octaves", "frame_step", "ho
 def add_video_options(parser: argparse.ArgumentParser, frame_note: str = "") -> None:
     """Options for video inputs: temporal coherence and encoding."""
     group = parser.add_argument_group("video (when INPUT is a video file)", frame_note or None)
-    group.add_argument("--temporal-preset", default="balanced", choices=list(PRESETS), help="per-frame work and flow settings; the options below override it (default %(default)s)")
-    add_settings(group, TemporalSettings, VIDEO_OPTIONS, defaults_from="balanced")
+    group.add_argument("--temporal-preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="per-frame work and flow settings; the options below override it (default %(default)s)")
+    add_settings(group, TemporalSettings, VIDEO_OPTIONS, defaults_from=DEFAULT_PRESET)
     group.add_argument("--no-cuda-graphs", action="store_true", help="on CUDA, run every frame's steps eagerly instead of replaying captured graphs (for comparison, or if a driver misbehaves)")
     group.add_argument("--no-audio", action="store_true", help="drop the audio track")
     group.add_argument("--allow-partial-input", action="store_true", help="a truncated or damaged input: render the frames that decode and exit 0 (default: keep them in a partial output and exit 2)")
@@ -143,7 +138,9 @@ def add_ray_options(parser: argparse.ArgumentParser) -> None:
 
 
 def check_ray_options(args: argparse.Namespace) -> None:
-    """Refuse Ray-only options without --ray; with it, send the command to `run_ray` (several INPUTs: -o is a folder)."""
+    """Refuse Ray-only options without --ray; with it, refuse what Ray cannot render and, with several
+    INPUTs, turn OUTPUT (a folder) into one path per INPUT. Runs before the outputs are claimed; the
+    command then renders with `render.run_ray`."""
     from streamdream.errors import StreamdreamError
     from streamdream.io.video import is_video_path
 
@@ -170,91 +167,3 @@ def check_ray_options(args: argparse.Namespace) -> None:
         names = [Path(name) for name in inputs]
         args.output = [str(folder / (n.name if n.suffix.lower() in JOINABLE else n.stem + ".mp4")) for n in names]
         args.inputs = (*args.inputs, "more_inputs")  # none of them may be an output
-    args.run = run_ray
-
-
-def _temporal_settings(args: argparse.Namespace) -> TemporalSettings:
-    return preset(args.temporal_preset).with_(**{name: getattr(args, name) for name in VIDEO_OPTIONS})
-
-
-def build_mode(args: argparse.Namespace, device):
-    """The command's mode (Dreamer, Stylizer) on `device`: what each Ray worker builds once."""
-    args = copy.copy(args)
-    args.device = device
-    if args.command == "dream":
-        from .commands.dream import dreamer_from
-
-        return dreamer_from(args)
-    from .commands.style import stylizer_from
-
-    return stylizer_from(args, args.style_images)
-
-
-# Options that do not change a single pixel of the result: a resumed render may differ in them.
-_NOT_RENDERING = {"input", "more_inputs", "output", "overwrite", "quiet", "verbose", "resume", "ray", "ray_workers", "run", "inputs", "outputs", "style_images"}
-
-
-def run_ray(args: argparse.Namespace) -> None:
-    """Render INPUT (or every INPUT) on Ray with one progress bar; per-worker speed at the end."""
-    from tqdm import tqdm
-
-    from streamdream.distributed import RenderOptions, render_files, render_video
-
-    if args.command == "style":
-        from streamdream.io.images import load_image
-
-        args.style_images = [load_image(path).rgb for path in args.style]  # read once here: workers need not see them
-    options = RenderOptions(_temporal_settings(args), args.seed, args.max_side, args.crf, args.preset, args.allow_partial_input)
-    common = {"audio": not args.no_audio, "address": args.ray, "workers": args.ray_workers, "device": args.device, "overwrite": args.overwrite}
-    factory = functools.partial(build_mode, args)
-    with tqdm(desc="rendering", unit="frame", disable=args.quiet) as bar:
-
-        def advance(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        if args.more_inputs:
-            report = render_files(list(zip([args.input, *args.more_inputs], args.output, strict=True)), factory, options, on_progress=advance, **common)
-        else:
-            fingerprint = repr(sorted((k, v) for k, v in vars(args).items() if k not in _NOT_RENDERING))
-            report = render_video(args.input, args.output, factory, options, overlap=RAY_OVERLAP if args.overlap is None else args.overlap, fade=RAY_FADE if args.fade is None else args.fade,
-                                  segment_frames=args.segment_frames, resume=args.resume, fingerprint=fingerprint, on_progress=advance, **common)
-    if not args.quiet:
-        for worker in report.workers:
-            print(f"{worker.worker}: {worker.frames} frames (+{worker.warmup} warm-up) in {worker.seconds:.1f} s, {worker.fps:.2f} fps", file=sys.stderr)
-    if args.verbose:
-        print(f"{report.frames} frames in {report.seconds:.1f} s ({report.fps:.2f} fps), {report.tasks} tasks, {report.reused} segments reused", file=sys.stderr)
-    for path in report.outputs:
-        print(path)
-
-
-def run_video(args: argparse.Namespace, mode) -> None:
-    """Render INPUT through `mode` frame by frame into OUTPUT, with a progress bar."""
-    from tqdm import tqdm
-
-    from streamdream.video import process_video
-
-    settings = _temporal_settings(args)
-    with tqdm(desc="rendering", unit="frame", disable=args.quiet) as bar:
-
-        def advance(done: int, total: int | None) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        report = process_video(
-            args.input,
-            args.output,
-            mode,
-            settings=settings,
-            seed=args.seed,
-            max_side=args.max_side,
-            audio=not args.no_audio,
-            crf=args.crf,
-            preset=args.preset,
-            overwrite=args.overwrite,
-            allow_partial_input=args.allow_partial_input,
-            on_frame=advance,
-        )
-    if args.verbose:
-        print(f"{report.frames} frames in {report.seconds:.1f} s ({report.fps:.2f} fps)", file=sys.stderr)
-    print(report.path)

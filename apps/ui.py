@@ -45,52 +45,41 @@ import streamdream  # noqa: F401  (first: sets the OpenMP wait policy before tor
 
 import gradio as gr
 import numpy as np
-import torch
 
 from streamdream.admission import Probe, QueueFull, Seats, probe_capacity
-from streamdream.convert import to_rgb, to_tensor
 from streamdream.engine import LiveEngine, LiveSession, shared_engine
 from streamdream.errors import StreamdreamError
 from streamdream.io.images import load_image, resize_max_side, save_image
-from streamdream.models import DEFAULT_MODEL, create_model
-from streamdream.optimize import make_generator
+from streamdream.models import create_model
 from streamdream.settings import (
+    DEFAULT_MODEL,
     DEFAULT_PRESET,
     LIVE_MAX_SEATS,
-    LIVE_PRESET_CPU,
-    LIVE_PRESET_GPU,
+    LIVE_MAX_SIDE,
     LIVE_QUEUE_LIMIT,
-    LIVE_SEAT_FPS_CPU,
-    LIVE_SEAT_FPS_GPU,
+    LIVE_SEAT_FPS,
     LIVE_SEAT_IDLE_S,
     PRESETS,
     STRENGTH,
     STRENGTH_RANGE,
+    UI_LIVE_IDLE_S,
+    UI_LIVE_TIME_LIMIT,
+    UI_MAX_STILL_SIDE,
+    UI_MAX_UPLOAD,
+    UI_MAX_VIDEO_SECONDS,
+    UI_RENDERS,
+    UI_STILL_SIDE,
+    UI_VIDEO_SIDE,
     DreamSettings,
+    live_preset,
     preset,
 )
 
-from .ui_modes import MODES, TOOLS, available_models, frame_mode, layers, live_mode, mode_view, stream_settings, video_mode
+from .ui_modes import MODES, TOOLS, available_models, device, frame_mode, layers, live_mode, mode_view, stream_settings, video_mode
 
-# ---- limits (module constants so a deployment can tune them; tests shrink them through build_app)
-MAX_UPLOAD = "200mb"  # Gradio refuses bigger uploads with a clear message
-MAX_VIDEO_SECONDS = 60.0
-MAX_STILL_SIDE = 2048  # hard cap; the slider picks the working size below it
-LIVE_TIME_LIMIT = 300  # seconds a live stream may run before it stops (the user can restart it)
-LIVE_IDLE_SECONDS = 120  # a live session that got no frame for this long is closed (its warm state freed)
-RENDERS = 1  # still/video jobs admitted at once
 LIVE_VIEW_HEIGHT = 360  # px: the camera preview and the live dream are shown at this same height
 # A live frame is small (240 px on a CPU); stretch the dream over its whole box, like the camera's preview.
 CSS = "#live-output img { width: 100%; height: 100%; object-fit: contain; }"
-
-
-def _cuda() -> bool:
-    return torch.cuda.is_available()
-
-
-def live_max_side() -> int:
-    """Live frames are shrunk to this longer side: small on a CPU so the stream keeps moving."""
-    return 480 if _cuda() else 240
 
 
 # ---------------------------------------------------------------- per-session state
@@ -121,12 +110,11 @@ def visitor_of(request: gr.Request | None) -> str:
 
 def measure_capacity(engine: LiveEngine) -> Probe:
     """How many live visitors this machine serves at a moving frame rate: the default live dream at the
-    live working size (a 4:3 camera), `LIVE_SEAT_FPS_*` frames per second each (`probe_capacity`)."""
-    side = live_max_side()
+    live working size (a 4:3 camera), `LIVE_SEAT_FPS` frames per second each (`probe_capacity`)."""
+    side = LIVE_MAX_SIDE.on(device())
     mode = live_mode("dream", DEFAULT_MODEL, "", STRENGTH, None)
-    settings = preset(LIVE_PRESET_GPU if _cuda() else LIVE_PRESET_CPU)
     with engine.exclusive():
-        return probe_capacity(mode, settings, (side * 3 // 4, side), min_fps=LIVE_SEAT_FPS_GPU if _cuda() else LIVE_SEAT_FPS_CPU,
+        return probe_capacity(mode, preset(live_preset(device())), (side * 3 // 4, side), min_fps=LIVE_SEAT_FPS.on(device()),
                               most=LIVE_MAX_SEATS)
 
 
@@ -138,8 +126,8 @@ def queue_message(place: int, capacity: int) -> str:
 class App:
     """The app's folders and limits (one per `build_app`)."""
 
-    def __init__(self, workdir: str | os.PathLike | None = None, *, max_video_seconds: float = MAX_VIDEO_SECONDS,
-                 live_time_limit: int = LIVE_TIME_LIMIT, max_live: int | None = None, engine: LiveEngine | None = None) -> None:
+    def __init__(self, workdir: str | os.PathLike | None = None, *, max_video_seconds: float = UI_MAX_VIDEO_SECONDS,
+                 live_time_limit: int = UI_LIVE_TIME_LIMIT, max_live: int | None = None, engine: LiveEngine | None = None) -> None:
         if workdir is None:
             workdir = tempfile.mkdtemp(prefix="streamdream-ui-")
             atexit.register(shutil.rmtree, workdir, ignore_errors=True)
@@ -237,8 +225,9 @@ def live_frame(frame, model, objective, strength, iterations, carry, preset_name
     """
     state = state if isinstance(state, LiveState) else LiveState()
     frame = np.ascontiguousarray(frame[..., :3])
-    if max(frame.shape[:2]) > live_max_side():  # shrink big camera frames; never blow small ones up
-        frame = resize_max_side(frame, live_max_side())
+    side = LIVE_MAX_SIDE.on(device())
+    if max(frame.shape[:2]) > side:  # shrink big camera frames; never blow small ones up
+        frame = resize_max_side(frame, side)
     mode = live_mode(kind, model, objective, strength, style_path)
     settings = stream_settings(preset_name, carry, iterations)
     key = (kind, model, objective, style_path)
@@ -305,7 +294,7 @@ def dream_still(path, model, objective, strength, octaves, iterations, max_side,
             rgb = load_image(path).rgb
         except StreamdreamError as exc:
             raise gr.Error(str(exc)) from None
-        side = min(int(max_side), MAX_STILL_SIDE)
+        side = min(int(max_side), UI_MAX_STILL_SIDE)
         h, w = rgb.shape[:2]
         note = f"{w}x{h}"
         if max(h, w) > side:
@@ -320,8 +309,8 @@ def dream_still(path, model, objective, strength, octaves, iterations, max_side,
         note = f"{note} · {about}"
     else:
         mode = frame_mode(kind, model, objective, strength, style_path, int(octaves), int(iterations))
-        with app.engine.exclusive():  # a stream's first frame is the mode's full still treatment
-            out = to_rgb(mode.first_frame(to_tensor(rgb, mode.device), make_generator(int(seed))))
+        with app.engine.exclusive():
+            out = mode.still(rgb, int(seed))
     rgb = out if rgb is None else rgb
     folder = app.output_folder()
     before, after = folder / "before.png", folder / f"{kind}.png"
@@ -336,7 +325,7 @@ def dream_still(path, model, objective, strength, octaves, iterations, max_side,
 def dream_video(path, model, objective, strength, carry, iterations, preset_name, max_side, app: App,
                 request: gr.Request = None, progress=gr.Progress(), kind: str = "dream", style_path: str | None = None):
     from streamdream.io.video import probe_video
-    from streamdream.video import fit_max_side, process_video
+    from streamdream.video import RenderOptions, fit_max_side, process_video
 
     if not path:
         raise gr.Error("upload a video first")
@@ -364,7 +353,8 @@ def dream_video(path, model, objective, strength, carry, iterations, preset_name
         progress((done, total) if total else None, desc="rendering", unit="frames")
 
     try:
-        report = process_video(path, dst, mode, settings=settings, max_side=int(max_side), preset="veryfast", on_frame=on_frame)
+        options = RenderOptions(settings, max_side=int(max_side), preset="veryfast")
+        report = process_video(path, dst, mode, options, on_frame=on_frame)
     except Cancelled:
         shutil.rmtree(dst.parent, ignore_errors=True)
         raise gr.Error("render cancelled", print_exception=False) from None
@@ -408,14 +398,13 @@ def _model_controls(default_objective: str, tab: str):
     return model, objective
 
 
-def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: float = MAX_VIDEO_SECONDS,
-              live_time_limit: int = LIVE_TIME_LIMIT, max_live: int | None = None, engine: LiveEngine | None = None) -> gr.Blocks:
+def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: float = UI_MAX_VIDEO_SECONDS,
+              live_time_limit: int = UI_LIVE_TIME_LIMIT, max_live: int | None = None, engine: LiveEngine | None = None) -> gr.Blocks:
     """The app; its tabs run on `engine` (default: the process's shared live engine). `max_live`: live
     seats (default: as many as this machine serves at a moving frame rate, measured now)."""
     app = App(workdir, max_video_seconds=max_video_seconds, live_time_limit=live_time_limit, max_live=max_live, engine=engine)
     default_objective = create_model(DEFAULT_MODEL, device="cpu").defaults.dream
-    fast = PRESETS[LIVE_PRESET_CPU]
-    cpu_side = 320 if not _cuda() else 640
+    live = live_preset(device())
 
     def live_endpoint(frame, model, objective, strength, iterations, carry, preset_name, state, kind="dream", style_path=None,
                       request: gr.Request = None):
@@ -439,7 +428,7 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
         gr.Markdown("# streamdream\nDeepDream and neural style on your webcam, videos and photos.")
         with gr.Tabs():
             with gr.Tab("Live", id="live"):
-                live_state = gr.State(None, time_to_live=LIVE_IDLE_SECONDS, delete_callback=close_live)
+                live_state = gr.State(None, time_to_live=UI_LIVE_IDLE_S, delete_callback=close_live)
                 with gr.Row():
                     cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="webcam", height=LIVE_VIEW_HEIGHT, elem_id="live-input")
                     live_out = gr.Image(label="dream", type="numpy", format="jpeg", interactive=False, height=LIVE_VIEW_HEIGHT,
@@ -449,9 +438,9 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                 l_model, l_objective = _model_controls(default_objective, "live")
                 with gr.Row():
                     l_strength = gr.Slider(0.25, STRENGTH_RANGE.high, value=STRENGTH, step=0.25, label="strength", elem_id="live-strength")
-                    l_iters = gr.Slider(0, 5, value=fast.frame_iterations, step=1, label="iterations per frame", elem_id="live-iterations")
-                    l_carry = gr.Slider(0, 1, value=fast.carry, step=0.05, label="temporal carry", elem_id="live-carry")
-                    l_preset = gr.Dropdown(list(PRESETS), value=LIVE_PRESET_CPU, label="preset")
+                    l_iters = gr.Slider(0, 5, value=PRESETS[live].frame_iterations, step=1, label="iterations per frame", elem_id="live-iterations")
+                    l_carry = gr.Slider(0, 1, value=PRESETS[live].carry, step=0.05, label="temporal carry", elem_id="live-carry")
+                    l_preset = gr.Dropdown(list(PRESETS), value=live, label="preset")
                 l_preset.change(preset_values, l_preset, [l_iters, l_carry], queue=False, api_visibility="private")
                 _follow_mode(l_kind, objective=l_objective, painting=l_style, strength=l_strength, output=live_out)
                 cam.stream(
@@ -476,7 +465,7 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                     v_iters = gr.Slider(0, 10, value=PRESETS[DEFAULT_PRESET].frame_iterations, step=1, label="iterations per frame")
                     v_carry = gr.Slider(0, 1, value=PRESETS[DEFAULT_PRESET].carry, step=0.05, label="temporal carry")
                     v_preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="preset")
-                    v_side = gr.Slider(64, 1920, value=cpu_side, step=16, label="max side (px)")
+                    v_side = gr.Slider(64, 1920, value=UI_VIDEO_SIDE.on(device()), step=16, label="max side (px)")
                 v_preset.change(preset_values, v_preset, [v_iters, v_carry], queue=False, api_visibility="private")
                 with gr.Row():
                     v_go = gr.Button("Dream", variant="primary", elem_id="video-go")
@@ -490,7 +479,7 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                     [v_in, v_model, v_objective, v_strength, v_carry, v_iters, v_preset, v_side, v_kind, v_style],
                     [v_out, v_file, v_note],
                     api_name="dream_video",
-                    concurrency_limit=RENDERS,
+                    concurrency_limit=UI_RENDERS,
                     concurrency_id="render",
                 )
                 v_stop.click(cancel_endpoint, None, v_note, cancels=[render], queue=False, api_name="cancel_video")
@@ -505,7 +494,7 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                     s_strength = gr.Slider(0.25, STRENGTH_RANGE.high, value=STRENGTH, step=0.25, label="strength", elem_id="still-strength")
                     s_octaves = gr.Slider(1, 8, value=DreamSettings.default("octaves"), step=1, label="octaves")
                     s_iters = gr.Slider(1, 50, value=DreamSettings.default("iterations"), step=1, label="iterations per octave")
-                    s_side = gr.Slider(64, MAX_STILL_SIDE, value=384 if not _cuda() else 1024, step=16, label="max side (px)")
+                    s_side = gr.Slider(64, UI_MAX_STILL_SIDE, value=UI_STILL_SIDE.on(device()), step=16, label="max side (px)")
                     s_seed = gr.Number(0, precision=0, label="seed")
                     s_class = gr.Number(1, precision=0, label="ImageNet class", visible=False, elem_id="still-class")
                 with gr.Row():
@@ -519,7 +508,7 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                     [s_in, s_model, s_objective, s_strength, s_octaves, s_iters, s_side, s_seed, s_kind, s_style, s_class],
                     [s_out, s_file, s_note],
                     api_name="dream_still",
-                    concurrency_limit=RENDERS,
+                    concurrency_limit=UI_RENDERS,
                     concurrency_id="render",
                 )
         demo.unload(app.leave)
@@ -536,12 +525,12 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, *, pr
     if app.probe is not None:
         tried = ", ".join(f"{count} at {fps:.1f} fps" for count, fps in app.probe.fps.items())
         print(f"live seats: {app.seats.capacity} (measured streams sharing the model: {tried}; --max-live sets it)", file=sys.stderr)
-    demo.queue(default_concurrency_limit=RENDERS, max_size=64)
+    demo.queue(default_concurrency_limit=UI_RENDERS, max_size=64)
     return demo.launch(
         server_name=host,
         server_port=port,
         share=share,
-        max_file_size=MAX_UPLOAD,
+        max_file_size=UI_MAX_UPLOAD,
         allowed_paths=[str(app.workdir)],
         show_error=True,
         prevent_thread_lock=prevent_thread_lock,

@@ -2,14 +2,15 @@
 
 * Live: a stream's frames are cheap. A dream keeps the still defaults anyway: they make the first
   frame under the GPU preset, and under the CPU preset (which grows the dream from the frame) the
-  strength the stream is held at (`Dreamer.still_strength`). A style stream's first frame is cut
-  short (`LIVE_STYLE`).
+  effect the stream is held at (`Dreamer.still_effect`). A style stream's first frame is cut
+  short (`settings.LIVE_STYLE_FIRST`).
 * Video: the first frame (and every cut) gets the full still treatment the CLI gives it, the mode's
   default octaves and iterations (`streamdream dream` / `streamdream style` on a video).
 * Still: the tab's own octave and iteration sliders.
 
-Strength scales the dream step (dream) or the style weight (style); 1 is the library's default, in
-the Live tab too: a live dream is held at its still's strength, so live, video and still look alike.
+Strength is the modes' own (`Dreamer(strength=...)` scales the dream step, `Stylizer(strength=...)` the
+style weight); 1 is the library's default, in the Live tab too: a live dream is held at its still's
+effect, so live, video and still look alike.
 
 The controls follow the mode (`mode_view`): a dream shows its objective, a style its painting and a
 "style weight", and the buttons and labels say "Dream" or "Paint".
@@ -20,16 +21,17 @@ from __future__ import annotations
 import functools
 
 import gradio as gr
+import torch
 
 from streamdream.dream import Dreamer
 from streamdream.errors import StreamdreamError
-from streamdream.models import DEFAULT_MODEL, create_model, list_models
-from streamdream.settings import LIVE_PRESET_CPU, DreamSettings, StyleSettings, TemporalSettings, preset
+from streamdream.models import create_model, list_models
+from streamdream.runtime import resolve_device
+from streamdream.settings import DEFAULT_MODEL, LIVE_STYLE_FIRST, DreamSettings, StyleSettings, TemporalSettings, live_preset, preset
 from streamdream.style import Stylizer
 
 MODES = ("dream", "style")
 TOOLS = ("saliency", "fool", "classviz", "invert")  # Still tab only: the image-gradient tools
-LIVE_STYLE = (2, 30)  # (octaves, iterations) of a live style stream's first frame; later frames are warm-started
 
 
 def available_models() -> list[str]:
@@ -42,21 +44,23 @@ def layers(model: str) -> tuple[str, ...]:
     return tuple(create_model(model, device="cpu").public_layers())
 
 
+def device() -> torch.device:
+    """Where the app's model work runs: the GPU when there is one."""
+    return resolve_device("auto")
+
+
 @functools.lru_cache(maxsize=16)
 def _dreamer(model: str, objective: str, strength: float, octaves: int, iterations: int) -> Dreamer:
-    backbone = create_model(model, device="auto")
-    step = backbone.defaults.dream_step * strength
-    return Dreamer(backbone, objective or None, octaves=octaves, iterations=iterations, step=step, device=backbone.mean.device)
+    return Dreamer(model, objective or None, octaves=octaves, iterations=iterations, strength=strength, device="auto")
 
 
 @functools.lru_cache(maxsize=8)
 def _stylizer(model: str, style_path: str, strength: float, octaves: int, iterations: int) -> Stylizer:
-    weight = StyleSettings().style_weight * strength
-    return Stylizer([style_path], model=model, style_weight=weight, octaves=octaves, iterations=iterations, device="auto")
+    return Stylizer([style_path], model=model, octaves=octaves, iterations=iterations, strength=strength, device="auto")
 
 
 def frame_mode(kind: str, model: str, objective: str, strength: float, style_path: str | None, octaves: int, iterations: int):
-    """A `Dreamer`, or a `Stylizer` of the uploaded painting (strength scales the style weight)."""
+    """A `Dreamer`, or a `Stylizer` of the uploaded painting, at `strength`."""
     try:
         if kind != "style":
             return _dreamer(model or DEFAULT_MODEL, (objective or "").strip(), round(float(strength), 3), int(octaves), int(iterations))
@@ -74,7 +78,7 @@ def still_defaults(kind: str) -> tuple[int, int]:
 
 
 def live_mode(kind: str, model: str, objective: str, strength: float, style_path: str | None):
-    return frame_mode(kind, model, objective, strength, style_path, *(LIVE_STYLE if kind == "style" else still_defaults(kind)))
+    return frame_mode(kind, model, objective, strength, style_path, *(LIVE_STYLE_FIRST if kind == "style" else still_defaults(kind)))
 
 
 def video_mode(kind: str, model: str, objective: str, strength: float, style_path: str | None):
@@ -84,7 +88,7 @@ def video_mode(kind: str, model: str, objective: str, strength: float, style_pat
 def stream_settings(preset_name: str, carry: float, iterations: int) -> TemporalSettings:
     """A temporal preset (as `--temporal-preset`) with the tab's carry and iterations per frame."""
     try:
-        return preset(preset_name or LIVE_PRESET_CPU).with_(carry=float(carry), frame_iterations=int(iterations))
+        return preset(preset_name or live_preset(device())).with_(carry=float(carry), frame_iterations=int(iterations))
     except StreamdreamError as exc:
         raise gr.Error(str(exc)) from None
 

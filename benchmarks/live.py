@@ -33,9 +33,10 @@ import torch  # noqa: E402
 
 from streamdream.samples.make import KINDS, camera_frames  # noqa: E402
 from streamdream.dream import Dreamer  # noqa: E402
+from streamdream.carry import FrameMode  # noqa: E402
 from streamdream.engine import LiveEngine, LiveResult  # noqa: E402
 from benchmarks import common  # noqa: E402
-from streamdream.session import StreamSession, preset  # noqa: E402
+from streamdream.settings import TemporalSettings, live_preset, preset  # noqa: E402
 from streamdream.style import Stylizer  # noqa: E402
 
 VISITORS = [(None, 1.0), ("blocks.3:5", 2.0), ("blocks.4", 0.5), ("blocks.4:39", 1.5)]
@@ -70,27 +71,28 @@ class Measured:
     mean_batch: float  # frames per optimizer call once every stream was running (first frames left out)
 
 
-def measure(streams: list[StreamSession], clips: list[list[np.ndarray]], frames: int, source_fps: float,
+def measure(modes: list[FrameMode], settings: TemporalSettings, clips: list[list[np.ndarray]], frames: int, source_fps: float,
             deadline: float | None) -> Measured:
-    """Feed each stream its camera at `source_fps` through one live engine until every stream has
-    `frames` results after its first."""
-    results: list[Results] = [[] for _ in streams]
+    """Feed one live stream per mode its camera at `source_fps` through one live engine until every
+    stream has `frames` results after its first."""
+    results: list[Results] = [[] for _ in modes]
     done, running = threading.Event(), threading.Event()
+    sessions = []
 
     def collector(i: int):
         def collect(result: LiveResult) -> None:
-            results[i].append((result, vars(streams[i].timings).copy(), time.perf_counter()))
+            results[i].append((result, vars(sessions[i].stream.timings).copy(), time.perf_counter()))
             least = min(len(r) for r in results)
             if least >= 1:
                 running.set()
             if least == len(results[i]) and not done.is_set():  # this stream was among the slowest: the count moved
-                print(f"\r{least - 1}/{frames} frames" + (f" on each of {len(streams)} sessions" if len(streams) > 1 else ""), end="", file=sys.stderr)
+                print(f"\r{least - 1}/{frames} frames" + (f" on each of {len(modes)} sessions" if len(modes) > 1 else ""), end="", file=sys.stderr)
             if least > frames:
                 done.set()
         return collect
 
     with LiveEngine() as engine:
-        sessions = [engine.attach(stream, on_result=collector(i)) for i, stream in enumerate(streams)]
+        sessions += [engine.open(mode, settings, on_result=collector(i)) for i, mode in enumerate(modes)]
         index, counted = 0, None
         while not done.is_set() and (deadline is None or time.perf_counter() < deadline):
             if counted is None and running.is_set():
@@ -143,15 +145,13 @@ def run(
     if style is not None:
         modes = [Stylizer(style, **options)] * sessions
     else:
-        first = Dreamer(**options)  # loads the model; the other visitors' dreamers share it
-        modes = [Dreamer(first.model, objective, step=first.model.defaults.dream_step * strength, **options)
-                 for objective, strength in VISITORS]
+        modes = [Dreamer(objective=objective, strength=strength, **options) for objective, strength in VISITORS]
         modes = [modes[i % len(modes)] for i in range(sessions)]
-    name = preset_name if preset_name != "auto" else ("fast" if modes[0].device.type == "cpu" else "balanced")
+    name = preset_name if preset_name != "auto" else live_preset(modes[0].device)
     clips = cameras(sessions, (width, height))
     if modes[0].device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    alone = measure([StreamSession(modes[0], preset(name))], clips[:1], frames, source_fps, deadline)
+    alone = measure(modes[:1], preset(name), clips[:1], frames, source_fps, deadline)
     kept = steady(alone.results[0], frames, resolution)
     latencies = np.array([r.latency_ms for r, _, _ in kept])
     report = {
@@ -173,8 +173,7 @@ def run(
     }
     if sessions == 1:
         return report
-    streams = [StreamSession(mode, preset(name)) for mode in modes]
-    many = measure(streams, clips, frames, source_fps, deadline)
+    many = measure(modes, preset(name), clips, frames, source_fps, deadline)
     kept_each = [steady(r, frames, resolution) for r in many.results]
     per_session = [fps(k) for k in kept_each]
     return {

@@ -26,8 +26,8 @@ import torch  # noqa: E402
 from streamdream.samples.make import make_clip  # noqa: E402
 from streamdream.dream import Dreamer  # noqa: E402
 from benchmarks import common  # noqa: E402
-from streamdream.session import preset  # noqa: E402
-from streamdream.video import process_video  # noqa: E402
+from streamdream.settings import DEFAULT_PRESET, preset  # noqa: E402
+from streamdream.video import RenderOptions, process_video  # noqa: E402
 
 
 class _OutOfTime(Exception):
@@ -39,7 +39,7 @@ def run(
     device: str = "cpu",
     resolution: str = "320x240",
     seconds: float = 2.0,
-    preset_name: str = "balanced",
+    preset_name: str = DEFAULT_PRESET,
     eager: bool = False,
     deadline: float | None = None,
 ) -> dict:
@@ -65,7 +65,7 @@ def run(
             torch.cuda.reset_peak_memory_stats()
         started = time.perf_counter()
         try:
-            report = process_video(src, Path(tmp) / "out.mp4", dreamer, settings=preset(preset_name), overwrite=True, on_frame=on_frame)
+            report = process_video(src, Path(tmp) / "out.mp4", dreamer, RenderOptions(preset(preset_name)), overwrite=True, on_frame=on_frame)
             frames, wall_s, stopped = report.frames, report.seconds, False
         except _OutOfTime:
             frames, wall_s, stopped = len(times), times[-1] - started, True

@@ -32,14 +32,13 @@ import streamdream  # noqa: E402,F401  (first: sets the OpenMP wait policy befor
 import av  # noqa: E402
 
 from streamdream.dream import Dreamer  # noqa: E402
-from streamdream.distributed import RenderOptions, plan_segments, read_timeline, render_video  # noqa: E402
+from streamdream.distributed import ClusterOptions, plan_segments, read_timeline, render_video  # noqa: E402
 from streamdream.io.video import read_frames  # noqa: E402
 from streamdream.runtime import configure  # noqa: E402
 from streamdream.samples.make import camera_frames, make_clip, true_backward_flow  # noqa: E402
-from streamdream.session import preset  # noqa: E402
-from streamdream.settings import RAY_FADE, RAY_OVERLAP  # noqa: E402
+from streamdream.settings import DEFAULT_PRESET, RAY_FADE, RAY_OVERLAP, preset  # noqa: E402
 from streamdream.temporal.metrics import warping_error  # noqa: E402
-from streamdream.video import process_video  # noqa: E402
+from streamdream.video import RenderOptions, process_video  # noqa: E402
 
 FPS = 30
 
@@ -71,7 +70,7 @@ def seam_ratio(errors: list[float], seams: list[range]) -> float:
     return (sum(across) / len(across)) / (sum(errors) / len(errors))
 
 
-def run(*, device: str = "cpu", resolution: str = "160x120", seconds: float = 2.0, preset_name: str = "balanced",
+def run(*, device: str = "cpu", resolution: str = "160x120", seconds: float = 2.0, preset_name: str = DEFAULT_PRESET,
         workers: str = "1,2", segment_frames: int = 20, overlaps: str = str(RAY_OVERLAP), fades: str = str(RAY_FADE)) -> dict:
     import ray
 
@@ -80,17 +79,17 @@ def run(*, device: str = "cpu", resolution: str = "160x120", seconds: float = 2.
     overlap_values = [int(v) for v in overlaps.split(",")]
     fade_values = [int(v) for v in fades.split(",")]
     first = (overlap_values[0], fade_values[0])
-    settings = preset(preset_name)
+    options = RenderOptions(preset(preset_name))
     n = round(FPS * seconds)
     _, affines = camera_frames("pan", (width, height), n)
     flows = [true_backward_flow(affines[t - 1], affines[t], (width, height)) for t in range(1, n)]
-    report: dict = {"device": device, "resolution": resolution, "preset": preset_name, "settings": repr(settings), "frames": n, "segment_frames": segment_frames,
+    report: dict = {"device": device, "resolution": resolution, "preset": preset_name, "settings": repr(options.settings), "frames": n, "segment_frames": segment_frames,
                     "cpus": os.cpu_count(), "fps": {}, "wall_s": {}}
     with tempfile.TemporaryDirectory() as tmp:
         src = make_clip("pan", Path(tmp) / "pan.mp4", (width, height), fps=FPS, seconds=seconds)
         print("serial ...", file=sys.stderr)
         started = time.perf_counter()
-        serial = process_video(src, Path(tmp) / "serial.mp4", Dreamer(device=device), settings=settings)
+        serial = process_video(src, Path(tmp) / "serial.mp4", Dreamer(device=device), options)
         report["wall_s"]["serial"] = time.perf_counter() - started
         report["fps"]["serial"] = serial.fps
         reference = timeline(serial.path)
@@ -105,7 +104,7 @@ def run(*, device: str = "cpu", resolution: str = "160x120", seconds: float = 2.
                 print(f"ray: {count} workers, overlap {overlap}, fade {fade} ...", file=sys.stderr)
                 out = Path(tmp) / f"ray{count}-{overlap}-{fade}.mp4"
                 started = time.perf_counter()
-                job = render_video(src, out, dreamer, RenderOptions(settings), workers=count, device=device, overlap=overlap, fade=fade, segment_frames=segment_frames)
+                job = render_video(src, out, dreamer, options, ClusterOptions(workers=count, device=device), overlap=overlap, fade=fade, segment_frames=segment_frames)
                 wall = time.perf_counter() - started
                 same = same and timeline(out) == reference
                 seams = [range(s.start, s.start + s.fade + 1) for s in plan_segments(read_timeline(src), segment_frames, overlap, fade)[1:]]
@@ -136,7 +135,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (default %(default)s)")
     parser.add_argument("--resolution", default="160x120", help="WIDTHxHEIGHT (default %(default)s)")
     parser.add_argument("--seconds", type=float, default=2.0, help="clip length at 30 fps (default %(default)s)")
-    parser.add_argument("--preset", dest="preset_name", default="balanced", help="fast, balanced, quality (default %(default)s)")
+    parser.add_argument("--preset", dest="preset_name", default=DEFAULT_PRESET, help="fast, balanced, quality (default %(default)s)")
     parser.add_argument("--workers", default="1,2", help="Ray worker counts to run (default %(default)s)")
     parser.add_argument("--segment-frames", type=int, default=20, help="frames per segment (default %(default)s)")
     parser.add_argument("--overlaps", default=str(RAY_OVERLAP), help="warm-up frames; the first is used for the speed runs, every pair with --fades with the last worker count (default %(default)s)")

@@ -11,7 +11,7 @@ setting at the project's defaults (--swag-style-weight changes the SWAG runs' st
                   different network (--judge, default EfficientNet-Lite2, its default style layers);
                   lower = more stylized. The photo itself scores `photo_judge_style`.
   colour_rgb/lab  how far the per-channel mean and std moved from the photo toward the painting, in %
-                  (streamdream.style.colour_shift, the acceptance metric of tests/test_style.py)
+                  (benchmarks.look.colour_shift, the acceptance metric of tests/test_style.py)
   judge_content   relative feature error to the photo on the judge's content layer; lower = more kept
   seconds         wall time of the stylization (noisy on a shared machine)
   own_style_ratio the optimized style loss after / before, in the variant's own (smoothed) terms: a
@@ -35,7 +35,6 @@ product keeps plain Gram matrices and this transform lives only here.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import statistics
 import sys
@@ -52,11 +51,13 @@ import skimage.data  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from benchmarks.look import colour_shift  # noqa: E402
 from streamdream.convert import to_tensor  # noqa: E402
 from streamdream.io.images import load_image, resize_max_side, save_image  # noqa: E402
 from streamdream.models import DEFAULT_MODEL, INPUT, Backbone, create_model  # noqa: E402
 from streamdream.objectives import gram_matrix  # noqa: E402
-from streamdream.style import Stylizer, colour_shift  # noqa: E402
+from streamdream.settings import StyleSettings  # noqa: E402
+from streamdream.style import Stylizer  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 PHOTOS = {"astronaut": skimage.data.astronaut, "chelsea": skimage.data.chelsea}
@@ -153,14 +154,13 @@ def summarize(runs: list[dict], variants: list[str]) -> dict[str, dict]:
 
 
 def main() -> None:
-    defaults = {name: p.default for name, p in inspect.signature(Stylizer).parameters.items()}
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=256, help="longer side of the photos, px (default %(default)s)")
     parser.add_argument("--styles", type=Path, default=ROOT.parent / "shared" / "styles", help="folder of paintings (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=defaults["iterations"], help="optimizer steps per octave (default: the Stylizer's, %(default)s)")
+    parser.add_argument("--steps", type=int, default=StyleSettings.default("iterations"), help="optimizer steps per octave (default: the Stylizer's, %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="(default %(default)s)")
     parser.add_argument("--temperatures", default="1,10", help="SWAG softmax temperatures to compare with plain Grams; 1 is the paper's (default %(default)s)")
-    parser.add_argument("--swag-style-weight", type=float, default=defaults["style_weight"], help="style weight of the SWAG variants, e.g. to match plain's stylization strength (default: the Stylizer's, %(default)s)")
+    parser.add_argument("--swag-style-weight", type=float, default=StyleSettings.default("style_weight"), help="style weight of the SWAG variants, e.g. to match plain's stylization strength (default: the Stylizer's, %(default)s)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="the network the optimizer uses (default %(default)s)")
     parser.add_argument("--judge", default="efficientnet_lite2", help="the network that scores the results (default %(default)s)")
     parser.add_argument("--out", type=Path, help="folder for the contact sheets (default: a new temporary folder)")
@@ -194,7 +194,7 @@ def main() -> None:
             tiles = [("painting", goal), ("photo", photo)]
             photo_style = judge.style_distance(photo, target)
             for variant, model in models.items():
-                style_weight = defaults["style_weight"] if variant == "plain" else args.swag_style_weight
+                style_weight = StyleSettings.default("style_weight") if variant == "plain" else args.swag_style_weight
                 stylizer = Stylizer(painting, model=model, style_weight=style_weight, iterations=args.steps, device=args.device)
                 clock = time.perf_counter()
                 result = stylizer.stylize(photo, seed=args.seed)

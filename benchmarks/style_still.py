@@ -3,7 +3,7 @@
 The acceptance run of the style issue: a photo at --size px (skimage's astronaut by default) with a
 painting, every setting at the `Stylizer` defaults. Reports the wall time (model and style targets
 included, as a first CLI run pays them), how far the colour statistics moved from the photo toward
-the painting (RGB and CIELAB, `streamdream.style.colour_shift`), and the style and content losses
+the painting (RGB and CIELAB, `benchmarks.look.colour_shift`), and the style and content losses
 before and after. Prints one JSON object on its last line; skips (exit 0) when the painting is absent.
 
     python benchmarks/style_still.py --device cpu --size 256
@@ -24,8 +24,9 @@ sys.path.insert(0, str(ROOT))
 import streamdream  # noqa: E402,F401  (first: sets the OpenMP wait policy before torch loads)
 import skimage.data  # noqa: E402
 
+from benchmarks.look import colour_shift  # noqa: E402
 from streamdream.io.images import load_image, resize_max_side  # noqa: E402
-from streamdream.style import Stylizer, colour_shift  # noqa: E402
+from streamdream.style import Stylizer  # noqa: E402
 
 
 def main() -> None:

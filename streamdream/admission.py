@@ -15,40 +15,46 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from .carry import FrameMode
 from .errors import StreamdreamError
-from .scheduler import run_planned
-from .session import FrameMode, StreamSession, TemporalSettings
+from .scheduler import tick
+from .session import StreamSession
+from .settings import TemporalSettings
 
 
 class QueueFull(StreamdreamError):
     """Every seat is taken and the queue is at its limit."""
 
 
+@dataclass(eq=False)
 class Seats:
     """Live seats: `capacity` visitors served, the others queued first come, first served.
 
     A visitor (any hashable key: a browser session) calls `visit` with each frame, or holds its seat
-    with `serving` while a frame is being made; `leave` gives the seat (or place) up at once.
-    `on_free(key)` runs (outside the lock) for each visitor whose seat was freed for idleness.
+    with `serving` while a frame is being made; `leave` gives the seat (or place) up at once. A seat
+    whose visitor sent nothing for `idle_s` seconds is freed, and `on_free(key)` runs (outside the
+    lock) for each such visitor. `clock`: seconds, monotonic (tests pass their own).
     """
 
-    def __init__(self, capacity: int, *, idle_s: float, queue_limit: int, on_free: Callable[[Hashable], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if capacity < 1:
-            raise StreamdreamError(f"live capacity must be at least 1, got {capacity}")
-        self.capacity = capacity
-        self.idle_s = idle_s
-        self.queue_limit = queue_limit
-        self.on_free = on_free
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._seated: dict[Hashable, float] = {}  # key -> last seen
-        self._busy: dict[Hashable, int] = {}  # key -> frames being made for it now (never idle meanwhile)
-        self._waiting: OrderedDict[Hashable, float] = OrderedDict()  # in arrival order -> last seen
+    capacity: int
+    idle_s: float = field(kw_only=True)
+    queue_limit: int = field(kw_only=True)
+    on_free: Callable[[Hashable], None] | None = field(default=None, kw_only=True)
+    clock: Callable[[], float] = field(default=time.monotonic, kw_only=True)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _seated: dict[Hashable, float] = field(default_factory=dict, init=False, repr=False)  # key -> last seen
+    # key -> frames being made for it now (never idle meanwhile)
+    _busy: dict[Hashable, int] = field(default_factory=dict, init=False, repr=False)
+    # in arrival order -> last seen
+    _waiting: OrderedDict[Hashable, float] = field(default_factory=OrderedDict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.capacity < 1:
+            raise StreamdreamError(f"live capacity must be at least 1, got {self.capacity}")
 
     def visit(self, key: Hashable) -> int:
         """Note a frame from `key`; 0 when it is seated (now or before), else its place in the queue (1 = next).
@@ -58,7 +64,7 @@ class Seats:
         freed = []
         try:
             with self._lock:
-                now = self._clock()
+                now = self.clock()
                 freed = self._expire(now)
                 if key in self._seated:
                     self._seated[key] = now
@@ -86,14 +92,14 @@ class Seats:
                 if not self._busy[key]:
                     del self._busy[key]
                 if key in self._seated:
-                    self._seated[key] = self._clock()
+                    self._seated[key] = self.clock()
 
     def leave(self, key: Hashable) -> None:
         """`key` is gone (its tab closed): its seat goes to the first in the queue."""
         with self._lock:
             self._seated.pop(key, None)
             self._waiting.pop(key, None)
-            self._admit(self._clock())
+            self._admit(self.clock())
 
     def seated(self) -> list[Hashable]:
         with self._lock:
@@ -135,7 +141,7 @@ def probe_capacity(mode: FrameMode, settings: TemporalSettings, size: tuple[int,
     """How many live streams of `mode` at `size` (height, width) can share the model at `min_fps` each.
 
     Runs 1, 2, 4, ... identical streams on a moving test picture through the live engine's own
-    path (flow, planning, one batched step per tick) and times their ticks (the last of `ticks`:
+    round (`scheduler.tick`: flow, planning, one batched step) and times their ticks (the last of `ticks`:
     the first frames are cold). Tick time grows about linearly with the streams at this scale, so
     the capacity is read off the line through the last two counts measured, never beyond `most`
     and never below 1 (one visitor is always served).
@@ -147,14 +153,12 @@ def probe_capacity(mode: FrameMode, settings: TemporalSettings, size: tuple[int,
     count = 1
     while True:
         streams = [StreamSession(mode, settings, seed=i) for i in range(count)]
-        for tick in range(ticks):
-            frame = np.ascontiguousarray(np.roll(picture, 2 * tick, axis=1)[:height, :width])
+        for shift in range(0, 2 * ticks, 2):
+            frame = np.ascontiguousarray(np.roll(picture, shift, axis=1)[:height, :width])
             started = time.perf_counter()
-            frames = [stream.begin(stream.prepare(frame)) for stream in streams]
-            for stream, frame_started, out in zip(streams, frames, run_planned([f.work for f in frames])):
-                if isinstance(out, BaseException):
-                    raise out
-                stream.finish(frame_started, out)
+            for result in tick([(stream, frame) for stream in streams]).results:
+                if isinstance(result, BaseException):
+                    raise result
         measured[count] = 1.0 / (time.perf_counter() - started)
         if measured[count] < min_fps or count >= most:
             break

@@ -15,18 +15,19 @@ import torch
 from .convert import to_rgb, to_tensor
 from .cuda_graphs import GraphCache
 from .errors import StreamdreamError
+from .carry import WarmStartMode
 from .io.images import from_rgb_like, resize_max_side, to_picture
-from .models import DEFAULT_MODEL, Backbone, create_model, resolve_device
-from .modes import WarmStartMode
+from .models import Backbone, create_model, resolve_device
 from .objectives import Objective, guide, parse_objective
-from .optimize import NormalizedAscent, Octaves, OptimizeCall, Progress, evaluate, make_generator
-from .settings import DreamSettings, TemporalSettings
+from .optimize import NormalizedAscent, Octaves, Progress, evaluate, make_generator
+from .scheduler import OptimizeCall
+from .settings import DEFAULT_MODEL, DreamSettings, TemporalSettings
 
 GUIDE_MAX_SIDE = 512
-# `Dreamer.still_strength` dreams a thumbnail this large. A still's strength hardly depends on the
+# `Dreamer.still_effect` dreams a thumbnail this large. A still's effect hardly depends on the
 # picture or its size from here up: 0.064-0.067 on four skimage photos at 160 and 320 px (0.040-0.057
 # at 64 px), with the default settings, on the 2-core CPU in about 1 s.
-STRENGTH_PROBE_SIDE = 160
+EFFECT_PROBE_SIDE = 160
 
 
 def noise_image(width: int, height: int, seed: int | None = 0) -> np.ndarray:
@@ -44,8 +45,9 @@ class Dreamer(WarmStartMode):
       objective     string such as "blocks.4:39 + 0.5*blocks.5" or an Objective; default: the model's dream layer
       guide_image   picture whose features the dream should match, on the objective's single layer
                     (default: the model's guide layer)
-      octaves, octave_scale, iterations, step, jitter, tile, lapnorm: the fields of `settings.DreamSettings`
-                    (their defaults and ranges are written there)
+      octaves, octave_scale, iterations, step, strength, jitter, tile, lapnorm: the fields of
+                    `settings.DreamSettings` (their defaults and ranges are written there); strength
+                    multiplies the step, as the web UI's and `streamdream live`'s slider sets it
       cuda_graphs   on CUDA, replay the optimizer step of sizes seen before as captured graphs (the
                     real-time fast path, `streamdream.cuda_graphs`); False runs every step eagerly
     """
@@ -70,10 +72,10 @@ class Dreamer(WarmStartMode):
         if guide_image is not None:
             objective = self._guide_objective(objective, guide_image)
         self.objective = objective
-        self.rule = NormalizedAscent(step=settings.step or self.model.defaults.dream_step, jitter=settings.jitter, tile=settings.tile, lapnorm=settings.lapnorm)
+        self.rule = NormalizedAscent(step=(settings.step or self.model.defaults.dream_step) * settings.strength, jitter=settings.jitter, tile=settings.tile, lapnorm=settings.lapnorm)
         self.iterations, self.octaves, self.octave_scale = settings.iterations, settings.octaves, settings.octave_scale
         self.graphs = GraphCache() if cuda_graphs and self.device.type == "cuda" else None
-        self._still_strengths: dict[tuple[int, int], float] = {}  # by thumbnail size; see still_strength
+        self._still_effects: dict[tuple[int, int], float] = {}  # by thumbnail size; see still_effect
         self._probe_lock = threading.Lock()
 
     def _guide_objective(self, objective: Objective, guide_image) -> Objective:
@@ -127,31 +129,28 @@ class Dreamer(WarmStartMode):
         """A stream's first frame gets the full still dream."""
         return self.call(image, generator=generator)
 
-    def still_strength(self, image: torch.Tensor) -> float:
-        """The strength (mean |dream - picture|) of this dreamer's still dream, measured once on a
-        thumbnail of `image` (at most `STRENGTH_PROBE_SIDE` px) and kept for pictures of that size.
+    def still_effect(self, image: torch.Tensor) -> float:
+        """The effect (mean |dream - picture|) of this dreamer's still dream, measured once on a
+        thumbnail of `image` (at most `EFFECT_PROBE_SIDE` px) and kept for pictures of that size.
 
         A stream that grows its dream from nothing (`fresh_start="frame"`, the live preset on a CPU)
-        holds it at this strength (`session.StrengthHold`): it depends on the settings (steps, step
+        holds it at this effect (`carry.EffectHold`): it depends on the settings (steps, step
         size, objective), hardly on the picture, so one thumbnail dream answers for every frame. It
         runs eagerly, outside the captured steps, so it may run beside a batch of live frames.
         """
         height, width = image.shape[-2:]
-        scale = min(1.0, STRENGTH_PROBE_SIDE / max(height, width))
+        scale = min(1.0, EFFECT_PROBE_SIDE / max(height, width))
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
         with self._probe_lock:
-            if size not in self._still_strengths:
+            if size not in self._still_effects:
                 thumbnail = torch.nn.functional.interpolate(image.to(self.device), size=size, mode="area")
                 call = replace(self.call(thumbnail, generator=make_generator(0)), graphs=None)
-                self._still_strengths[size] = float((call.run() - thumbnail).abs().mean())
-            return self._still_strengths[size]
+                self._still_effects[size] = float((call.run() - thumbnail).abs().mean())
+            return self._still_effects[size]
 
     def carried(self, previous_input: torch.Tensor, previous_output: torch.Tensor) -> torch.Tensor:
         """The dream's residual: re-anchored on the new frame, it keeps the dream and follows the picture."""
         return previous_output - previous_input
-
-    def warm_frame(self, image: torch.Tensor, carried: torch.Tensor, trust: torch.Tensor, settings: TemporalSettings, generator: torch.Generator) -> torch.Tensor:
-        return self.warm_work(image, carried, trust, settings, generator).run()
 
     def warm_work(self, image: torch.Tensor, carried: torch.Tensor, trust: torch.Tensor, settings: TemporalSettings, generator: torch.Generator) -> OptimizeCall:
         """The trusted residual on the new frame, then a few iterations at reduced octaves, at the

@@ -1,14 +1,13 @@
 """The live engine: one worker thread and one compute lock serve every live stream of a process.
 
-A front end (the web UI, `benchmarks/live.py` through `pipeline.LiveStream`, a script) opens a
-`LiveSession` per camera with `LiveEngine.open` and hands it frames with `submit`, which never
-blocks: the newest frame wins, and a frame replaced before the worker took it is counted in
-`dropped`. Each tick the worker gathers the pending frame of every open session (`_gather`),
-pads each to a size bucket, computes their optical flows in parallel (OpenCV releases the GIL),
-plans each session's model work, and runs the plans under the compute lock as batches: frames of
-sessions with the same model, working size and step settings share every optimizer step
-(`streamdream.scheduler`); the others run one after another in the same tick. Every session with a
-pending frame gets one result per tick, so no session starves and equal sessions run at equal rates.
+Every front end (the web UI, `streamdream live` through `pipeline.LiveStream`, `benchmarks/live.py`, a
+script) opens a `LiveSession` per camera with `LiveEngine.open` and hands it frames with `submit`,
+which never blocks: the newest frame wins, and a frame replaced before the worker took it is
+counted in `dropped`. Each round the worker gathers the pending frame of every open session
+(`_gather`) and runs one `streamdream.scheduler.tick` on them under the compute lock: flows in
+parallel, frames of sessions with the same model, working size and step settings batched into
+every optimizer step, the others one after another. Every session with a pending frame gets one
+result per round, so no session starves and equal sessions run at equal rates.
 
 Model work of other kinds (a still, a video render) runs under the same lock through
 `exclusive()`, `run(fn)` or a mode wrapped by `serialized(mode)`; the lock is granted in arrival
@@ -31,9 +30,11 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from .carry import FrameMode
 from .errors import StreamdreamError
-from .scheduler import batches, run_planned, to_bucket
-from .session import FrameMode, StartedFrame, StreamSession, TemporalSettings
+from .scheduler import Work, tick
+from .session import StreamSession
+from .settings import TemporalSettings
 
 T = TypeVar("T")
 
@@ -123,7 +124,7 @@ def _pending_change(name: str, same: Callable[[Any, Any], bool]) -> property:
 
 
 class LiveSession:
-    """One live stream served by a `LiveEngine`: made by `LiveEngine.open` or `LiveEngine.attach`.
+    """One live stream served by a `LiveEngine`: made by `LiveEngine.open`.
 
     `submit` never blocks; `wait` blocks until a frame's result (or a newer one) is ready; results
     also go to `on_result` (on the engine's thread) and to `latest`. Setting `mode` or `settings`, or
@@ -228,15 +229,11 @@ class LiveEngine:
 
     def open(self, mode: FrameMode, settings: TemporalSettings | None = None, *, seed: int | None = 0,
              on_result: Callable[[LiveResult], None] | None = None) -> LiveSession:
-        """A new live stream through `mode`, with its own warm state."""
-        return self.attach(StreamSession(mode, settings, seed=seed), on_result=on_result)
-
-    def attach(self, stream: StreamSession, *, on_result: Callable[[LiveResult], None] | None = None) -> LiveSession:
-        """Serve an existing stream session (its warm state and settings) as a live stream."""
+        """A new live stream through `mode`, with its own warm state (`session.stream`)."""
         with self._cond:
             if self._stopping:
                 raise StreamdreamError("the live engine is closed")
-            session = LiveSession(self, stream, on_result)
+            session = LiveSession(self, StreamSession(mode, settings, seed=seed), on_result)
             self._sessions.append(session)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="streamdream-live", daemon=True)
@@ -336,45 +333,40 @@ class LiveEngine:
                         self._forget(session)
 
     def _serve(self, jobs: list[_Job], pool: ThreadPoolExecutor) -> None:
-        """One tick: start every job's frame (flows in parallel), run the planned work as batches, finish."""
-        started = [(job, frame) for job, frame in zip(jobs, pool.map(self._start, jobs)) if frame is not None]
-        if not started:
+        """One round: the jobs' queued changes applied, then one scheduler tick under the compute lock."""
+        jobs = [job for job in jobs if self._apply(job)]
+        if not jobs:
             return
-        works = [frame.work for _, frame in started]
-        groups = batches(works)
-        with self._lock:
-            outputs = run_planned(works, groups)
+        done = tick([(job.session.stream, job.image) for job in jobs], map_=pool.map, lock=self._lock)
         with self._cond:
-            self.steps += len(groups)
-            self.batched += len(works)
-        for (job, frame), out in zip(started, outputs):
-            self._finish(job, frame, out)
+            self.steps += done.batches
+            self.batched += done.frames
+        for job, result in zip(jobs, done.results):
+            self._finish(job, result)
 
-    def _start(self, job: _Job) -> StartedFrame | None:
-        """Apply the session's queued changes, compute the frame's flow (in its bucket size) and plan its work."""
+    def _apply(self, job: _Job) -> bool:
+        """Apply the session's queued changes to its stream; False when the job is not to run (closed, failed)."""
         session, stream = job.session, job.session.stream
         try:
             if session.closed:  # closed after its frame was gathered
                 self._idle(session)
-                return None
+                return False
             if "mode" in job.changes:
                 stream.mode = job.changes["mode"]
             if "settings" in job.changes:
                 stream.settings = job.changes["settings"]
             if job.changes.get("reset"):
                 stream.reset()
-            return stream.begin(stream.prepare(to_bucket(job.image)))
-        except BaseException as error:  # noqa: BLE001 - kept for the session's owner; the engine serves the others
+            return True
+        except Exception as error:  # noqa: BLE001 - kept for the session's owner; the engine serves the others
             self._fail(session, error)
-            return None
+            return False
 
-    def _finish(self, job: _Job, frame: StartedFrame, out: torch.Tensor | BaseException) -> None:
+    def _finish(self, job: _Job, image: np.ndarray | BaseException) -> None:
         session = job.session
         try:
-            if isinstance(out, BaseException):
-                raise out
-            height, width = job.image.shape[:2]
-            image = np.ascontiguousarray(session.stream.finish(frame, out)[:height, :width])  # the bucket's padding cropped off
+            if isinstance(image, BaseException):
+                raise image
             with self._cond:
                 result = LiveResult(image, 1000 * (time.perf_counter() - job.submitted), session.processed, job.frame)
                 session.latest = result
@@ -401,26 +393,27 @@ class LiveEngine:
             self._cond.notify_all()
 
 
-class _Serialized:
-    """A frame mode whose `first_frame` / `next_frame` run under a compute lock."""
+class _Serialized(FrameMode):
+    """A frame mode whose frames' model work runs under a compute lock, alone (never batched)."""
 
     def __init__(self, mode: FrameMode, lock: FairLock) -> None:
         self.mode = mode
-        self.device: torch.device = mode.device
+        self.device = mode.device
         self._lock = lock
 
-    def first_frame(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        with self._lock:
-            return self.mode.first_frame(*args, **kwargs)
+    def first_frame(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self._locked(self.mode.plan_first_frame(image, generator))
 
-    def next_frame(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        with self._lock:
-            return self.mode.next_frame(*args, **kwargs)
+    def next_frame(self, image, previous_input, previous_output, motion, settings, generator):  # typed in FrameMode
+        return self._locked(self.mode.plan_next_frame(image, previous_input, previous_output, motion, settings, generator))
 
-    def still_strength(self, image: torch.Tensor) -> float | None:
-        measure = getattr(self.mode, "still_strength", None)  # optional (`session.StrengthHold`)
+    def still_effect(self, image: torch.Tensor) -> float | None:
         with self._lock:
-            return None if measure is None else measure(image)
+            return self.mode.still_effect(image)
+
+    def _locked(self, work: Work) -> torch.Tensor:
+        with self._lock:
+            return work.run()
 
 
 _SHARED: LiveEngine | None = None

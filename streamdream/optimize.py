@@ -35,7 +35,7 @@ import torchvision.transforms.functional as TF
 from .convert import upload
 from .cuda_graphs import Captured, GraphCache, static_step
 from .models import Backbone
-from .objectives import Objective, per_sample
+from .objectives import Objective
 
 
 Progress = Callable[[int], None]
@@ -434,89 +434,3 @@ def _targeted(objective: ObjectiveLike, size: Size) -> Targeted:
     if not isinstance(objective, Objective):
         objective = objective(size)
     return Targeted(lambda _: objective, {}, id(objective))
-
-
-# --- planned calls: the work of many streams, run as one batch -------------------------------------
-
-
-class Work(Protocol):
-    """A frame's model work, planned but not yet run (`streamdream.modes.WarmStartMode.plan_next_frame`).
-
-    Works with equal, non-None `batch_key`s may run as one batch (`streamdream.scheduler`).
-    """
-
-    batch_key: Hashable | None
-
-    def run(self) -> torch.Tensor: ...
-
-
-@dataclass(frozen=True, eq=False)
-class Deferred:
-    """Work that can only run alone: a function to call."""
-
-    fn: Callable[[], torch.Tensor]
-    batch_key = None
-
-    def run(self) -> torch.Tensor:
-        return self.fn()
-
-
-@dataclass(frozen=True, eq=False)
-class OptimizeCall:
-    """One `optimize` call, planned: its arguments, kept so that the calls of several streams (each on
-    one 1 x 3 x H x W frame) can be stacked into one (`run_stacked`)."""
-
-    image: torch.Tensor
-    model: Backbone
-    objective: Objective
-    rule: NormalizedAscent
-    steps: int
-    schedule: Octaves | None = None
-    residual: torch.Tensor | None = None
-    generator: torch.Generator | None = None
-    graphs: GraphCache | None = None
-
-    def run(self, progress: Progress | None = None) -> torch.Tensor:
-        return optimize(
-            self.image, self.model, self.objective, self.rule, steps=self.steps, schedule=self.schedule,
-            residual=self.residual, generator=self.generator, graphs=self.graphs, progress=progress,
-        )
-
-    @property
-    def batch_key(self) -> Hashable | None:
-        """Calls that can share every step: same model, size, step count, octaves and rule but the step size."""
-        image = self.image
-        if image.shape[0] != 1:
-            return None
-        return (id(self.model), replace(self.rule, step=0.0), self.steps, self.schedule, tuple(image.shape), image.dtype, image.device)
-
-
-def run_stacked(calls: Sequence[OptimizeCall]) -> list[torch.Tensor]:
-    """Run calls of equal `batch_key` as one batch: each optimizer step runs once for all of them.
-
-    Each sample keeps its own objective (the batch objective is the sum of the samples' own, so each
-    sample's gradient is its own), its own step size, warm start and jitter (drawn from its own
-    generator, as it would be alone): the results equal those of the calls run one by one, up to
-    float rounding in batched convolutions. The first call's graph cache serves the batch.
-    """
-    if len(calls) == 1:
-        return [calls[0].run()]
-    first = calls[0]
-    objectives = [c.objective for c in calls]
-    # keyed by the samples' objectives (a captured step keeps them alive, so their ids stay theirs)
-    objective = Targeted(lambda _: per_sample(objectives), {}, ("per-sample", *map(id, objectives)))
-    residual = None
-    if any(c.residual is not None for c in calls):
-        residual = torch.cat([c.residual if c.residual is not None else torch.zeros_like(c.image) for c in calls])
-    out = optimize(
-        torch.cat([c.image for c in calls]),
-        first.model,
-        objective,
-        replace(first.rule, step=tuple(float(c.rule.step) for c in calls)),
-        steps=first.steps,
-        schedule=first.schedule,
-        residual=residual,
-        generator=[c.generator for c in calls],
-        graphs=first.graphs,
-    )
-    return list(out.split(1))

@@ -10,9 +10,9 @@ and frame t-1 is encoded. Two shapes of stream:
   wins. A camera never waits for the dreamer; a frame that arrives while another is still waiting
   is dropped (and counted), so latency stays bounded.
 
-The pipeline moves frames and decides nothing: the session decides warm start against fresh start
-and computes the flow (`StreamSession.prepare`, on the reader thread for files), and runs the mode
-(`StreamSession.process`).
+The pipeline moves frames and decides nothing: the session computes the flow
+(`StreamSession.prepare`, on the reader thread for files), and its carry decides warm start against
+fresh start and runs the mode (`StreamSession.process`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from .carry import FrameMode
 from .engine import LiveEngine, LiveResult, LiveSession
 from .io.video import Frame
 from .session import StreamSession
+from .settings import TemporalSettings
 
 __all__ = ["LiveResult", "LiveStream", "run_file"]
 
@@ -61,7 +63,7 @@ def run_file(
 ) -> int:
     """Process every frame of a file source in order; returns the number of frames written.
 
-    A reader thread decodes and prepares each frame (the session's start decision and flow), the
+    A reader thread decodes and prepares each frame (the session's flow), the
     calling thread processes it, a writer thread encodes. If the caller is interrupted (Ctrl-C)
     or a stage fails, the frames already processed are still written before the error propagates,
     so a partial output holds everything that was done.
@@ -126,7 +128,7 @@ def run_file(
 
 
 class LiveStream:
-    """One live source as a context manager: a single-session view on a `LiveEngine`.
+    """One live source through `mode` as a context manager: a single-session view on a `LiveEngine`.
 
     `submit` hands in a camera frame and never blocks; results go to `on_result` (on the engine's
     thread) and to `latest`. `dropped` counts frames replaced before they could be processed. On
@@ -134,9 +136,9 @@ class LiveStream:
     processing is raised here. Without an `engine` the stream gets an engine of its own.
     """
 
-    def __init__(self, session: StreamSession, on_result: Callable[[LiveResult], None] | None = None, *,
-                 engine: LiveEngine | None = None) -> None:
-        self.session = session
+    def __init__(self, mode: FrameMode, settings: TemporalSettings | None = None, *, seed: int | None = 0,
+                 on_result: Callable[[LiveResult], None] | None = None, engine: LiveEngine | None = None) -> None:
+        self.mode, self.settings, self.seed = mode, settings, seed
         self.on_result = on_result
         self.engine = engine
         self.live: LiveSession | None = None
@@ -145,7 +147,7 @@ class LiveStream:
     def __enter__(self) -> LiveStream:
         if self.engine is None:
             self.engine = LiveEngine()
-        self.live = self.engine.attach(self.session, on_result=self.on_result)
+        self.live = self.engine.open(self.mode, self.settings, seed=self.seed, on_result=self.on_result)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
@@ -167,6 +169,11 @@ class LiveStream:
     @property
     def latest(self) -> LiveResult | None:
         return self.live.latest if self.live else None
+
+    @property
+    def stream(self) -> StreamSession | None:
+        """The stream's warm state and timings, once open."""
+        return self.live.stream if self.live else None
 
     @property
     def dropped(self) -> int:

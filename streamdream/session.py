@@ -1,50 +1,28 @@
-"""One stream's warm state: the previous frame in and out, the motion between frames, the carry rule.
+"""One stream's state: the previous frame in and out, its optical flow estimator, where the time went.
 
-A video or webcam stream is processed frame by frame. The first frame (and every scene cut, and
-every frame with `independent=True`) starts fresh: the mode's full still treatment, or for live
-presets the cheap per-frame settings with nothing carried. Every later frame is warm-started: the
-previous result is carried along the backward optical flow, kept only where the forward-backward
-check trusts the flow, and the mode then spends a few cheap iterations on it. Which tensor is
-carried (a dream residual, a stylized frame) is the mode's business; this module owns the state
-and is the one place that decides warm start against fresh start, with the stream's one flow
-estimator. Pipelines and engines only move frames between `prepare` and `process` (or its halves,
-`begin` and `finish`).
+A video or webcam stream is processed frame by frame; this module keeps what one stream carries
+from frame to frame and computes the optical flow between its frames. How a frame starts (fresh or
+warm, a cut, the hold) is the carry rule's (`streamdream.carry.Carry`); what a frame's work is, the
+mode's (`streamdream.carry.FrameMode`). Pipelines and engines only move frames between `prepare` and
+`process` (or its halves, `begin` and `finish`).
 """
 
 from __future__ import annotations
 
-import functools
 import time
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .carry import Carry, FrameMode, Previous
 from .convert import to_rgb, to_tensor
-from .optimize import Deferred, Work, make_generator
-from .settings import PRESETS, TemporalSettings, preset  # defined once there; importable from here too
-from .temporal import FlowEstimator, FramePairFlows, Motion, frame_flows, motion_from_flows, no_motion
+from .optimize import make_generator
+from .scheduler import Work
+from .settings import TemporalSettings
+from .temporal import FlowEstimator, FramePairFlows, frame_flows
 
-__all__ = ["PRESETS", "FrameMode", "FrameTimings", "PreparedFrame", "StartedFrame", "StreamSession", "TemporalSettings", "preset"]
-
-
-class FrameMode(Protocol):
-    """What a mode (dream, style) provides to run on a stream."""
-
-    device: torch.device
-
-    def first_frame(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
-
-    def next_frame(
-        self,
-        image: torch.Tensor,
-        previous_input: torch.Tensor,
-        previous_output: torch.Tensor,
-        motion: Motion,
-        settings: TemporalSettings,
-        generator: torch.Generator,
-    ) -> torch.Tensor: ...
+__all__ = ["FrameTimings", "PreparedFrame", "StartedFrame", "StreamSession"]
 
 
 @dataclass
@@ -82,45 +60,34 @@ class StartedFrame:
     stamps: tuple[float, float, float]  # began, converted to a tensor, planned (perf_counter)
 
 
-def plan(mode: FrameMode, name: str, *args) -> Work:
-    """`mode.plan_<name>(*args)` when the mode plans its work (`streamdream.modes`), else `mode.<name>` deferred."""
-    planner = getattr(mode, f"plan_{name}", None)
-    if planner is not None:
-        return planner(*args)
-    return Deferred(functools.partial(getattr(mode, name), *args))
-
-
 class StreamSession:
     """One stream's warm state and its one flow estimator. Feed frames in order; `reset` forgets the past.
 
     Each frame goes through two steps, which may run on two threads (one thread each at a time):
 
-    * `prepare(rgb)` decides how the frame starts, warm or fresh, and computes the optical flow
-      from the frame prepared before it, on the CPU. It needs only the input frames, so a file
+    * `prepare(rgb)` notes which frame it may be carried from and computes the optical flow from
+      that frame, on the CPU. It needs only the input frames, so a file
       reader can run it ahead of the optimizer (`streamdream.pipeline.run_file`).
-    * `process(prepared)` makes the flow's certainty mask on the working device (where the carry
-      uses it), drops the carry if the mask says the frame is a cut, runs the mode and keeps the
-      result to carry into the next frame. It is `begin` (plan the mode's work), running the work,
+    * `process(prepared)` has the stream's `Carry` plan the frame's work on the working device
+      (warm or fresh start, the cut test, the hold), runs it and keeps the result to carry into the
+      next frame. It is `begin` (plan the mode's work), running the work,
       and `finish` (keep the result): the live engine runs the planned work of many streams as
       batches between the two (`streamdream.scheduler`).
 
     `process(rgb)` does both. `settings` may be replaced between frames (a UI slider, a preset
-    switch) without losing the warm state. A frame whose flow is trusted on less than
-    `settings.scene_cut` of its pixels is a cut (or a flash, or a jump): it is processed afresh,
-    like a first frame, and counted in `cuts`.
+    switch) without losing the warm state. Scene cuts are counted in `cuts`.
     """
 
     def __init__(self, mode: FrameMode, settings: TemporalSettings | None = None, *, seed: int | None = 0) -> None:
         self.mode = mode
         self.generator = make_generator(seed)
         self.frames = 0
-        self.cuts = 0
         self.timings = FrameTimings()
         self.flow: FlowEstimator | None = None
         self._serial = 0  # frames prepared so far
         self._last_input: tuple[int, np.ndarray] | None = None  # the last prepared frame (prepare's side)
-        self._previous: tuple[int, torch.Tensor, torch.Tensor] | None = None  # serial, input, output (process's side)
-        self._hold = StrengthHold()  # process's side (`begin` and `_motion`)
+        self._previous: Previous | None = None  # the last processed frame (process's side)
+        self._carry = Carry()  # process's side (`begin`)
         self.settings = settings or TemporalSettings()
 
     @property
@@ -132,6 +99,11 @@ class StreamSession:
         self._settings = settings
         if self.flow is None or (self.flow.preset, self.flow.scale) != (settings.flow_preset, settings.flow_scale):
             self.flow = FlowEstimator(settings.flow_preset, settings.flow_scale)
+
+    @property
+    def cuts(self) -> int:
+        """Frames started afresh because their flow said they were scene cuts."""
+        return self._carry.cuts
 
     def reset(self) -> None:
         """The next frame starts afresh, like a first frame."""
@@ -158,26 +130,16 @@ class StreamSession:
         return self.finish(started, started.work.run())
 
     def begin(self, prepared: PreparedFrame) -> StartedFrame:
-        """Plan the frame's model work: on the working device, its tensor, the flow's certainty mask
-        (a cut drops the carry) and the carried result; the mode's call is made but not run.
+        """Plan the frame's model work: its tensor on the working device, and the carry's plan
+        (`Carry.plan`: the mode's call is made but not run).
 
         Run `work` (alone, or batched with other streams' by `streamdream.scheduler`), then `finish`.
         """
         started = time.perf_counter()
-        rgb, settings, device = prepared.rgb, prepared.settings, self.mode.device
-        image = to_tensor(rgb, device)
+        image = to_tensor(prepared.rgb, self.mode.device)
         converted = time.perf_counter()
-        previous = self._previous
-        motion = self._motion(prepared) if previous is not None and previous[0] == prepared.after else None
-        if motion is not None:
-            work = plan(self.mode, "next_frame", image, previous[1], previous[2], motion, settings, self.generator)
-        elif settings.fresh_start == "frame" and not settings.independent:  # per-frame settings, nothing carried
-            self._hold.grown()
-            nothing = no_motion(*rgb.shape[:2], device, trusted=False)
-            work = plan(self.mode, "next_frame", image, image, image, nothing, settings, self.generator)
-        else:
-            self._hold.still(self.mode, prepared.serial)
-            work = plan(self.mode, "first_frame", image, self.generator)
+        previous = self._previous if self._previous is not None and self._previous.serial == prepared.after else None
+        work = self._carry.plan(self.mode, image, prepared.serial, prepared.settings, previous, prepared.flows, self.generator)
         return StartedFrame(prepared, image, work, (started, converted, time.perf_counter()))
 
     def finish(self, frame: StartedFrame, out: torch.Tensor) -> np.ndarray:
@@ -187,7 +149,7 @@ class StreamSession:
         started, converted, planned = frame.stamps
         optimized = time.perf_counter()
         result = to_rgb(out)
-        self._previous = (frame.prepared.serial, frame.image, out)
+        self._previous = Previous(frame.prepared.serial, frame.image, out)
         self.frames += 1
         finished = time.perf_counter()
         self.timings = FrameTimings(
@@ -196,73 +158,3 @@ class StreamSession:
             io_ms=1000 * (converted - started + finished - optimized),
         )
         return result
-
-    def _motion(self, prepared: PreparedFrame) -> Motion | None:
-        """The motion to carry the previous result along, or None when the frame is a cut (counted).
-
-        The cut is judged on the flow's own certainty; the pixels it rejects are then filled from
-        their trusted neighbours in the share `settings.fill` (`Motion.filled`), and the whole carry
-        is held to the strength of the last fresh start (`StrengthHold`).
-        """
-        height, width = prepared.rgb.shape[:2]
-        if prepared.flows is None:
-            motion = no_motion(height, width, self.mode.device)
-        else:
-            motion = motion_from_flows(prepared.flows, self.mode.device)
-            if float(motion.mask.mean()) < prepared.settings.scene_cut:
-                self.cuts += 1
-                return None
-            if prepared.settings.fill > 0:
-                motion = motion.filled(prepared.settings.fill)
-        serial, previous_input, previous_output = self._previous
-        return self._hold(motion, self.mode, serial, previous_input, previous_output, prepared)
-
-
-class StrengthHold:
-    """Keeps a carried stream from burning in: its strength (mean |output - input|) is held at
-    `settings.hold` times a mark, the strength of a still dream.
-
-    Each warm frame adds a few dream steps to what it carries; with the whole result carried those
-    steps would pile up and a long clip would drift into saturated noise. Above the mark the carried
-    share is scaled down just enough to bring it back, so the strength settles at the still's instead
-    of wherever the balance of steps and leak happens to fall. Below it (new content entering a shot
-    carries no dream yet, and real footage faded to 0.7x of a still dream's strength) the carry grows
-    back by at most `settings.lift` per frame; that is also how a dream grown from nothing reaches it.
-
-    The mark is the strength of a still of the mode in use. A stream that starts with a still
-    (`fresh_start="still"`) is held at that still's own strength, measured on the next frame. One
-    that grows its dream from nothing (`fresh_start="frame"`), or whose mode changes mid-stream (a
-    live strength slider makes a new `Dreamer`), is held at the strength the mode says its still
-    has (`still_strength`, optional: `Dreamer.still_strength` dreams a thumbnail once). A mode that
-    cannot say leaves the stream unheld, to the carry's leak alone.
-    """
-
-    def __init__(self) -> None:
-        self.mark: float | None = None
-        self._mode: object = None  # the mode whose still the mark is the strength of
-        self._still: int | None = None  # the serial of a still start whose strength becomes the mark
-
-    def still(self, mode: FrameMode, serial: int) -> None:
-        """Frame `serial` starts with a still of `mode`: hold the stream at the strength of its result."""
-        self.mark, self._mode, self._still = None, mode, serial
-
-    def grown(self) -> None:
-        """The stream grows a dream from nothing: hold it at its mode's still strength."""
-        self.mark, self._mode, self._still = None, None, None
-
-    def __call__(self, motion: Motion, mode: FrameMode, serial: int, previous_input: torch.Tensor, previous_output: torch.Tensor,
-                 prepared: PreparedFrame) -> Motion:
-        """`motion` (carrying from frame `serial`, made by `mode`) with its trust scaled toward the mark."""
-        settings = prepared.settings
-        if not settings.hold:
-            return motion
-        strength = float((previous_output - previous_input).abs().mean())
-        if serial == self._still:
-            self.mark, self._still = strength, None
-        elif mode is not self._mode:
-            measure = getattr(mode, "still_strength", None)
-            self.mark, self._mode = (None if measure is None else measure(previous_input)), mode
-        if self.mark is None or strength == 0.0:
-            return motion
-        scale = min(settings.hold * self.mark / strength, settings.lift)
-        return motion if scale == 1.0 else replace(motion, mask=motion.mask * scale)

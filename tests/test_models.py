@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from pathlib import Path
@@ -138,6 +139,16 @@ def test_every_model_builds_and_its_default_layers_exist(name, monkeypatch):
     assert backbone.layers[LOGIT].channels == 1000
     strides = [backbone.layers[n].stride for n in backbone.public_layers() if n != LOGIT]
     assert strides == sorted(strides) and strides[-1] == 32  # every ImageNet CNN here ends at 1/32 resolution
+
+
+def test_inception_defaults_carry_their_input_size_and_stay_frozen(monkeypatch):
+    """A builder's defaults are shared by every model it builds: they hold the native size it is probed at, unchangeable."""
+    without_weights(monkeypatch)
+    for name, size in (("googlenet", 224), ("inception_v3", 299)):
+        backbone = get_entry(name).build(None)
+        assert backbone.defaults.input_size == backbone.probe_size == size
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        backbone.defaults.input_size = 224
 
 
 def test_default_model_comes_first():

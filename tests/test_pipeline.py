@@ -13,11 +13,13 @@ import torch
 from streamdream.samples.make import camera_frames
 from streamdream.io.video import Frame
 from streamdream.pipeline import LiveStream, run_file
-from streamdream.session import PRESETS, StreamSession, TemporalSettings, preset
+from streamdream.carry import FrameMode
+from streamdream.session import StreamSession
+from streamdream.settings import PRESETS, TemporalSettings, preset
 from streamdream.errors import StreamdreamError
 
 
-class RecordingMode:
+class RecordingMode(FrameMode):
     """A stand-in mode: passes frames through and records what it was asked."""
 
     device = torch.device("cpu")
@@ -67,7 +69,7 @@ class GatedMode(RecordingMode):
 def test_live_stream_drops_stale_frames_and_keeps_the_newest():
     mode = GatedMode()
     clip = frames(6)
-    with LiveStream(StreamSession(mode, TemporalSettings(flow="none"))) as live:
+    with LiveStream(mode, TemporalSettings(flow="none")) as live:
         live.submit(clip[0])
         mode.busy()  # frame 0 is being dreamed: the next ones wait, each replacing the one before
         for image in clip[1:]:
@@ -83,7 +85,7 @@ def test_live_stream_drops_stale_frames_and_keeps_the_newest():
 def test_live_stream_hands_each_result_to_its_callback():
     clip = frames(3)
     seen = []
-    with LiveStream(StreamSession(RecordingMode()), on_result=seen.append) as live:
+    with LiveStream(RecordingMode(), on_result=seen.append) as live:
         for image in clip:
             live.wait(live.submit(image))
     assert [r.index for r in seen] == [0, 1, 2] and all((r.image == image).all() for r, image in zip(seen, clip))
@@ -179,7 +181,7 @@ def test_live_stream_surfaces_worker_errors():
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        with LiveStream(StreamSession(Broken())) as live:
+        with LiveStream(Broken()) as live:
             live.submit(frames(1)[0])
 
 

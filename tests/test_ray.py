@@ -19,17 +19,19 @@ import numpy as np
 import pytest
 import torch
 
-from streamdream.distributed import TaskFailed, choose_boundaries, cross_fade, join_segments, plan_segments, read_timeline, render_files, render_video, scene_cut_keyframes
+from streamdream.distributed import ClusterOptions, TaskFailed, choose_boundaries, cross_fade, join_segments, plan_segments, read_timeline, render_files, render_video, scene_cut_keyframes
+from streamdream.carry import FrameMode
 from streamdream.distributed.segments import Timeline
 from streamdream.errors import StreamdreamError
 from streamdream.io.video import VideoInfo, VideoWriter, probe_video, read_frames
 from streamdream.samples.make import make_clip
-from streamdream.video import process_video
+from streamdream.video import RenderOptions, process_video
 
 FRAMES = 45
 SEGMENT = 16  # seams at 16/30 s and 32/30 s: no whole millisecond, as MP4 edit lists would like
 OVERLAP = 2
 FADE = 3
+ONE_WORKER = ClusterOptions(workers=1)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,7 @@ def clip(tmp_path_factory) -> Path:
     return folder / "levels.mp4"
 
 
-class Marked:
+class Marked(FrameMode):
     """A stand-in mode: inverts each frame; `kill_at` ends its worker process once, `fail_at` raises every time."""
 
     device = torch.device("cpu")
@@ -114,7 +116,7 @@ def test_spans_cross_faded_and_joined_are_the_input_timeline_with_its_audio_bit_
     plan = plan_segments(timeline, SEGMENT, OVERLAP, FADE)
     files = [tmp_path / f"part{s.index}.mp4" for s in plan]
     for segment, path in zip(plan, files, strict=True):
-        assert process_video(clip, path, Marked(), audio=False, span=segment.span).frames == segment.frames
+        assert process_video(clip, path, Marked(), RenderOptions(audio=False), span=segment.span).frames == segment.frames
     parts = []
     for s in plan:
         if s.fade:
@@ -144,7 +146,7 @@ def test_a_worker_that_does_not_see_the_driver_s_files_says_so_in_one_line(tmp_p
 def test_a_killed_worker_s_segment_is_retried_and_the_output_is_complete(ray_local, clip, tmp_path):
     out = tmp_path / "out.mp4"
     factory = functools.partial(Marked, kill_at=24, once=tmp_path / "killed")  # in segment 1 only
-    report = render_video(clip, out, factory, workers=1, overlap=OVERLAP, fade=FADE, segment_frames=SEGMENT)
+    report = render_video(clip, out, factory, cluster=ONE_WORKER, overlap=OVERLAP, fade=FADE, segment_frames=SEGMENT)
     assert (tmp_path / "killed").exists()  # the worker did die mid-segment
     assert stream(out) == stream(clip)
     assert sum(w.frames for w in report.workers) == FRAMES + 2 * FADE  # each frame once, the two seams' twice
@@ -154,14 +156,14 @@ def test_a_killed_worker_s_segment_is_retried_and_the_output_is_complete(ray_loc
 def test_a_segment_failing_twice_fails_the_job_and_resume_reuses_the_rest(ray_local, clip, tmp_path):
     out = tmp_path / "out.mp4"
     with pytest.raises(TaskFailed) as failed:
-        render_video(clip, out, functools.partial(Marked, fail_at=40), workers=1, overlap=OVERLAP, fade=FADE, segment_frames=SEGMENT)
+        render_video(clip, out, functools.partial(Marked, fail_at=40), cluster=ONE_WORKER, overlap=OVERLAP, fade=FADE, segment_frames=SEGMENT)
     message = "; ".join([str(failed.value), *failed.value.__notes__])
     assert "segment 2 (frames 32-44) of levels.mp4 failed 2 times: frame 40 is cursed" in message
     assert "the 2 finished segments are kept in" in message and "\n" not in message
     assert not out.exists()
     with pytest.raises(StreamdreamError, match="pass --resume"):
-        render_video(clip, out, Marked, workers=1, overlap=OVERLAP, fade=FADE, segment_frames=SEGMENT)
-    report = render_video(clip, out, Marked, workers=1, overlap=OVERLAP, fade=FADE, segment_frames=SEGMENT, resume=True)
+        render_video(clip, out, Marked, cluster=ONE_WORKER, overlap=OVERLAP, fade=FADE, segment_frames=SEGMENT)
+    report = render_video(clip, out, Marked, cluster=ONE_WORKER, overlap=OVERLAP, fade=FADE, segment_frames=SEGMENT, resume=True)
     assert (report.tasks, report.reused) == (1, 2)
     assert stream(out) == stream(clip)
 
@@ -169,7 +171,7 @@ def test_a_segment_failing_twice_fails_the_job_and_resume_reuses_the_rest(ray_lo
 def test_many_clips_one_task_each_one_progress_over_all_frames(ray_local, clip, tmp_path):
     outs = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
     seen = []
-    report = render_files([(clip, outs[0]), (clip, outs[1])], Marked, workers=2, on_progress=lambda done, total: seen.append((done, total)))
+    report = render_files([(clip, outs[0]), (clip, outs[1])], Marked, cluster=ClusterOptions(workers=2), on_progress=lambda done, total: seen.append((done, total)))
     assert report.tasks == 2 and seen[-1] == (2 * FRAMES, 2 * FRAMES)
     assert all(stream(out) == stream(clip) for out in outs)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.mp4"]  # no work file left
@@ -186,6 +188,31 @@ def test_cli_dream_on_ray_matches_the_input_timeline(ray_local, clip, tmp_path, 
 
 
 # --- command line, no Ray needed ----------------------------------------------------------------
+
+
+def test_cli_resume_goes_on_with_the_same_command_and_refuses_other_settings(clip, tmp_path, capsys, monkeypatch):
+    """The plan records the mode's recipe and the render options: --resume takes the same command
+    (its output, worker and progress options aside) and refuses a changed setting of either, before Ray starts."""
+    from streamdream.apps.cli import main
+    from streamdream.distributed import ray_render
+
+    class Stopping:
+        """Stands in for the workers: the job writes its plan before they check the files, and there they stop."""
+
+        count = 1
+
+        def check(self, folders, inputs):
+            raise StreamdreamError("stopped before rendering")
+
+    monkeypatch.setattr(ray_render, "_on_cluster", lambda cluster, mode_factory, job: job(Stopping()))
+    command = ["dream", str(clip), "-o", str(tmp_path / "o.mp4"), "--ray", "--segment-frames", str(SEGMENT), "--octaves", "1", "-q"]
+    assert main(command) == 2  # the plan is written, then the stand-in cluster stops
+    assert "stopped before rendering" in capsys.readouterr().err
+    assert main([*command, "--resume", "-v", "--ray-workers", "3"]) == 2
+    assert "stopped before rendering" in capsys.readouterr().err
+    for change in (["--octave-scale", "1.5"], ["--no-cuda-graphs"], ["--carry", "0.5"], ["--no-audio"], ["--crf", "20"], ["--fade", "2"]):
+        assert main([*command, "--resume", *change]) == 2
+        assert "with other settings" in capsys.readouterr().err, change
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,8 @@ from streamdream.apps.cli import main
 from streamdream.dream import Dreamer
 from streamdream.io.video import read_frames
 from streamdream.samples.make import camera_frames, make_clip, true_backward_flow
-from streamdream.session import StreamSession, TemporalSettings
+from streamdream.session import StreamSession
+from streamdream.settings import TemporalSettings
 from streamdream.temporal import flow as flow_module
 from streamdream.temporal import video_scores, warping_error
 
@@ -60,7 +61,7 @@ def test_judge_leaves_out_the_cut_and_reports_the_floor():
     scores = video_scores(frames, shifted)
     assert scores["cuts"] == 1 and scores["frames"] == 8
     assert 0.5 < scores["judged"] <= 1
-    assert scores["strength"] == pytest.approx(10 / 255, rel=0.05)
+    assert scores["effect"] == pytest.approx(10 / 255, rel=0.05)
     assert 0 < scores["input_warping_error"] < 1e-3  # the floor: real footage is not exactly predictable
     assert scores["warping_error"] < 2 * scores["input_warping_error"]  # steady: near the floor, not above it
 
@@ -70,10 +71,14 @@ def test_evaluate_judges_with_a_flow_the_renderer_does_not_use(tmp_path, monkeyp
     clip = make_clip("pan", tmp_path / "pan.mp4", size=(96, 64), fps=24, seconds=0.25, audio=False)
     frames = [f.image for f in read_frames(clip)]
 
-    def no_dis(*args, **kwargs):
-        raise AssertionError("DIS, the renderer's flow, was used")
+    judge_call = flow_module.FlowEstimator.__call__
 
-    monkeypatch.setattr(flow_module.FlowEstimator, "__call__", no_dis)
+    def judge_only(estimator, *args, **kwargs):
+        if type(estimator) is not flow_module.JudgeFlow:
+            raise AssertionError("DIS, the renderer's flow, was used")
+        return judge_call(estimator, *args, **kwargs)
+
+    monkeypatch.setattr(flow_module.FlowEstimator, "__call__", judge_only)
     assert main(["evaluate", str(clip), str(clip), "--json"]) == 0
     assert '"cuts": 0' in capsys.readouterr().out
     with pytest.raises(AssertionError, match="renderer's flow"):  # while the renderer does use it
@@ -100,14 +105,14 @@ def test_disoccluded_pixels_get_a_carried_value(steady_dreamer):
 
 
 def test_long_loop_does_not_burn_in():
-    """A pan forth and back: the dream holds its strength and its steadiness, neither growing nor fading."""
+    """A pan forth and back: the dream holds its effect and its steadiness, neither growing nor fading."""
     there, affines = camera_frames("pan", (64, 48), 25)
     frames = there + there[-2:0:-1] + there
     affines = affines + affines[-2:0:-1] + affines
     flows = [true_backward_flow(a, b, (64, 48)) for a, b in zip(affines, affines[1:])]
     session = StreamSession(Dreamer(octaves=2, iterations=3, device="cpu"), TemporalSettings())
     outputs = [session.process(f) for f in frames]
-    strengths = [np.abs(o.astype(float) - f).mean() for o, f in zip(outputs, frames)]
-    early, late = np.mean(strengths[10:30]), np.mean(strengths[-20:])
+    effects = [np.abs(o.astype(float) - f).mean() for o, f in zip(outputs, frames)]
+    early, late = np.mean(effects[10:30]), np.mean(effects[-20:])
     assert 1 / 1.25 < late / early < 1.25
     assert warping_error(outputs[-20:], flows=flows[-19:]) < 1.25 * warping_error(outputs[10:30], flows=flows[10:29])

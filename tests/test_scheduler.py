@@ -17,10 +17,12 @@ from streamdream.cuda_graphs import GraphCache
 from streamdream.dream import Dreamer
 from streamdream.engine import LiveEngine
 from streamdream.models import create_model
-from streamdream.optimize import Octaves, OptimizeCall, make_generator, roll, run_stacked
+from streamdream.carry import FrameMode
+from streamdream.optimize import Octaves, make_generator, roll
 from streamdream.samples.make import camera_frames
-from streamdream.scheduler import batches, bucket_size, to_bucket
-from streamdream.session import StreamSession, preset
+from streamdream.scheduler import OptimizeCall, batches, bucket_size, run_stacked, to_bucket
+from streamdream.session import StreamSession
+from streamdream.settings import preset
 
 SIZE = (64, 48)  # width, height of the test camera
 TOLERANCE = 0.5  # mean uint8 levels: batched convolutions round differently, and a warm start carries that on
@@ -32,7 +34,7 @@ def model():
 
 
 def dreamer(model, objective: str | None = None, strength: float = 1.0) -> Dreamer:
-    return Dreamer(model, objective, step=model.defaults.dream_step * strength, device="cpu")
+    return Dreamer(model, objective, strength=strength, device="cpu")
 
 
 def cameras(count: int, frames: int) -> list[list[np.ndarray]]:
@@ -199,7 +201,7 @@ def test_a_failing_session_does_not_stop_the_others(model):
     settings = preset("fast")
     good = dreamer(model)
 
-    class Broken:
+    class Broken(FrameMode):
         device = torch.device("cpu")
 
         def first_frame(self, *args):

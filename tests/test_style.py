@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from benchmarks.look import colour_shift
 from streamdream.apps.cli import main
 from streamdream.samples.make import camera_frames, make_clip, true_backward_flow
 from streamdream.convert import to_rgb, to_tensor
@@ -21,9 +22,10 @@ from streamdream.models import Backbone, ModelDefaults, create_model
 from streamdream.objectives import content, gram, gram_matrix, style, total_variation
 from streamdream.optimize import make_generator
 from streamdream.cuda_graphs import GraphCache
-from streamdream.session import StreamSession, TemporalSettings
-from streamdream.style import Stylizer, average_pooling, colour_shift, keep_colors, stylize
-from streamdream.temporal import strength, warping_error
+from streamdream.session import StreamSession
+from streamdream.settings import TemporalSettings
+from streamdream.style import Stylizer, average_pooling, keep_colors, stylize
+from streamdream.temporal import effect, warping_error
 
 from .conftest import small
 
@@ -245,13 +247,13 @@ def test_warm_started_style_flickers_far_less_than_independent_frames():
     frames, affines = camera_frames("pan", (96, 64), 6)
     flows = [true_backward_flow(a, b, (96, 64)) for a, b in zip(affines, affines[1:])]
     stylizer = Stylizer(blobs(), iterations=30, octaves=1, device="cpu")
-    errors, strengths = {}, {}
+    errors, effects = {}, {}
     for name, settings in {"carried": TemporalSettings(), "independent": TemporalSettings(independent=True)}.items():
         session = StreamSession(stylizer, settings, seed=0)
         outputs = [session.process(frame) for frame in frames]
-        errors[name], strengths[name] = warping_error(outputs, flows=flows), strength(outputs, frames)
+        errors[name], effects[name] = warping_error(outputs, flows=flows), effect(outputs, frames)
     assert errors["carried"] < 0.3 * errors["independent"]
-    assert strengths["carried"] > 0.8 * strengths["independent"]
+    assert effects["carried"] > 0.8 * effects["independent"]
 
 
 # --- the acceptance run on a real painting ------------------------------------------------------------

@@ -7,18 +7,21 @@ with known translations rather than only checking shapes.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import cv2
 import numpy as np
 import pytest
 import torch
 
+from streamdream.settings import TemporalSettings
 from streamdream.temporal import (
     FlowEstimator,
     flow_to_tensor,
     JudgeFlow,
     in_frame_mask,
     occlusion_mask,
-    strength,
+    effect,
     video_scores,
     warp,
     warping_error,
@@ -91,9 +94,17 @@ def test_flow_accepts_gray_and_rejects_bad_input() -> None:
         FlowEstimator()(current, previous[:-1])
 
 
-def test_bad_preset_and_scale_raise() -> None:
-    with pytest.raises(ValueError, match="ultrafast, fast, medium"):
+def test_flow_defaults_and_presets_are_the_settings() -> None:
+    """A bare estimator flows as a default render does, and it takes exactly the presets the settings offer."""
+    estimator = FlowEstimator()
+    assert (estimator.preset, estimator.scale) == (TemporalSettings.default("flow_preset"), TemporalSettings.default("flow_scale"))
+    choices = next(spec for spec in fields(TemporalSettings) if spec.name == "flow_preset").metadata["choices"]
+    assert [FlowEstimator(preset).preset for preset in choices] == list(choices)
+    with pytest.raises(ValueError, match=f"choose one of {', '.join(choices)}$"):
         FlowEstimator("slow")
+
+
+def test_bad_scale_raises() -> None:
     with pytest.raises(ValueError, match="scale"):
         FlowEstimator("fast", scale=0.0)
 
@@ -313,17 +324,17 @@ def test_warping_error_argument_errors() -> None:
         warping_error(frames, frames[:2])
 
 
-def test_strength() -> None:
+def test_effect() -> None:
     frames = [np.clip(f, 0, 200).astype(np.uint8) for f in _translated_frames(3)]
-    assert strength(frames, frames) == 0.0
+    assert effect(frames, frames) == 0.0
     brighter = [f + np.uint8(10) for f in frames]
-    assert strength(iter(brighter), iter(frames)) == pytest.approx(10 / 255, abs=1e-6)
+    assert effect(iter(brighter), iter(frames)) == pytest.approx(10 / 255, abs=1e-6)
     as_float = [f.astype(np.float32) / 255 for f in brighter]
-    assert strength(as_float, frames) == pytest.approx(10 / 255, abs=1e-6)
+    assert effect(as_float, frames) == pytest.approx(10 / 255, abs=1e-6)
     with pytest.raises(ValueError):
-        strength(frames, frames[:2])
+        effect(frames, frames[:2])
     with pytest.raises(ValueError):
-        strength([], [])
+        effect([], [])
 
 
 def test_judge_flow_is_not_the_renderers_and_recovers_translation() -> None:

@@ -277,13 +277,13 @@ def test_audio_packets_without_dts_are_kept(tmp_path: Path, monkeypatch: pytest.
                 packet.dts = None
             yield packet
 
-    init = video._AudioTrack.__init__
+    init = video.AudioTrack.__init__
 
     def patched(self, *args, **kwargs):
         init(self, *args, **kwargs)
         self._packets = without_dts(self._packets)
 
-    monkeypatch.setattr(video._AudioTrack, "__init__", patched)
+    monkeypatch.setattr(video.AudioTrack, "__init__", patched)
     src, out = tmp_path / "in.mp4", tmp_path / "out.mkv"
     _make_video(src, VFR_PTS, audio=True)
     _copy(src, out, audio_source=src)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from streamdream.errors import StreamdreamError
-
 from streamdream.settings import DreamSettings
 
-from ..options import SEED, add_io_options, add_model_options, add_settings, add_video_options, run_video, settings_from, size_arg
+from ..options import SEED, add_io_options, add_model_options, add_settings, add_video_options, settings_from, size_arg
+from ..render import run_ray, run_video
+
+if TYPE_CHECKING:
+    from streamdream.dream import Dreamer
 
 DREAM_EXAMPLES = """examples:
   streamdream dream photo.jpg -o dream.png
@@ -31,39 +36,54 @@ def add_dream_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=SEED, default=0, help="random seed; the same seed gives the same pixels (default %(default)s)")
 
 
-def dreamer_from(args: argparse.Namespace):
-    from streamdream.dream import Dreamer
-    from streamdream.io.images import load_image
+@dataclass(frozen=True)
+class DreamRecipe:
+    """A Dreamer as plain values, so that a still, a video and every Ray worker build the same one.
 
-    return Dreamer(
-        args.model,
-        args.objective,
-        guide_image=load_image(args.guide).rgb if args.guide else None,
-        **settings_from(args, DreamSettings),
-        device=args.device,
-        weights=args.weights,
-        cuda_graphs=not args.no_cuda_graphs,
-    )
+    Picklable for Ray; its repr names every setting that shapes the dream, which is what a resumed
+    Ray render must match. The guide is a path: each worker reads it, as the command does.
+    """
+
+    model: str
+    weights: str | None
+    objective: str | None
+    guide: str | None
+    settings: DreamSettings
+    cuda_graphs: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DreamRecipe:
+        return cls(args.model, args.weights, args.objective, args.guide, DreamSettings(**settings_from(args, DreamSettings)), not args.no_cuda_graphs)
+
+    def build(self, device: Any) -> Dreamer:
+        from streamdream.dream import Dreamer
+        from streamdream.io.images import load_image
+
+        guide_image = load_image(self.guide).rgb if self.guide else None
+        return Dreamer(self.model, self.objective, guide_image=guide_image, device=device, weights=self.weights, cuda_graphs=self.cuda_graphs, **asdict(self.settings))
 
 
 def run_dream(args: argparse.Namespace) -> None:
-    """Dream a still, or hand a video to the frame pipeline."""
+    """Dream a still, or hand a video to the frame pipeline (or to Ray, with --ray)."""
     from tqdm import tqdm
 
     from streamdream.dream import noise_image
     from streamdream.io.images import Picture, check_image_output, load_image, resize_picture, save_image
     from streamdream.io.video import check_video_output, is_video_path
 
+    recipe = DreamRecipe.from_args(args)
+    if args.ray is not None:  # the INPUTs were checked by `check_ray_options`
+        return run_ray(args, recipe)
     if args.noise == (args.input is not None):
         raise StreamdreamError("give an INPUT image or video, or --noise (with --size) to start from noise")
     if args.input and is_video_path(args.input):
         check_video_output(args.output, overwrite=args.overwrite)
-        return run_video(args, dreamer_from(args))
+        return run_video(args, recipe.build(args.device))
     check_image_output(args.output, overwrite=args.overwrite)
     picture = load_image(args.input) if args.input else Picture(noise_image(*args.size, seed=args.seed), None)
     if args.max_side:
         picture = resize_picture(picture, args.max_side)
-    dreamer = dreamer_from(args)
+    dreamer = recipe.build(args.device)
     height, width = picture.rgb.shape[:2]
     if args.verbose:
         print(f"model {dreamer.model.name} on {dreamer.device}, objective {dreamer.objective.description}, {width}x{height}", file=sys.stderr)

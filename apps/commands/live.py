@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 
-from streamdream.settings import LIVE_PRESET_CPU, LIVE_PRESET_GPU, PRESETS, STRENGTH, STRENGTH_RANGE, Range, preset
+from streamdream.settings import LIVE_MAX_SIDE, LIVE_PRESET, LIVE_SIDE_RANGE, PRESETS, STRENGTH, STRENGTH_RANGE, live_preset, preset
 
 from ..options import SEED, add_model_options, number
 
@@ -27,27 +27,25 @@ def run_live(args: argparse.Namespace) -> None:
     from streamdream.dream import Dreamer
     from streamdream.io.images import resize_max_side
     from streamdream.io.live import LiveSink, is_url, live_frames
-    from streamdream.models import create_model
     from streamdream.pipeline import LiveStream
-    from streamdream.session import StreamSession
 
     inputs = () if is_url(args.input) or args.input.startswith("/dev/") else (args.input,)
     sink = LiveSink(args.output, overwrite=args.overwrite, inputs=inputs) if args.output else None  # before the model loads
-    model = create_model(args.model, weights=args.weights, device=args.device)
-    dreamer = Dreamer(model, args.objective, step=model.defaults.dream_step * args.strength, device=args.device)
-    name = args.temporal_preset or (LIVE_PRESET_CPU if args.device.type == "cpu" else LIVE_PRESET_GPU)
+    dreamer = Dreamer(args.model, args.objective, weights=args.weights, strength=args.strength, device=args.device)
+    name = args.temporal_preset or live_preset(dreamer.device)
+    max_side = args.max_side or LIVE_MAX_SIDE.on(dreamer.device)
     results: queue.Queue = queue.Queue()
     stop = threading.Event()
     failure: list[BaseException] = []
 
     with (sink or _NoSink()) as out:
         # Leaving the stream processes the frame still waiting, closes it and raises a frame's error.
-        with LiveStream(StreamSession(dreamer, preset(name), seed=args.seed), on_result=results.put) as live:
+        with LiveStream(dreamer, preset(name), seed=args.seed, on_result=results.put) as live:
 
             def read() -> None:
                 try:
                     for rgb in live_frames(args.input, realtime=args.realtime, stop=stop):
-                        live.submit(resize_max_side(rgb, args.max_side) if max(rgb.shape[:2]) > args.max_side else rgb)
+                        live.submit(resize_max_side(rgb, max_side) if max(rgb.shape[:2]) > max_side else rgb)
                 except BaseException as error:  # noqa: BLE001 - reported on the main thread
                     if not stop.is_set():  # once stopping, a frame refused by the closed stream is expected
                         failure.append(error)
@@ -126,8 +124,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file (never the input)")
     parser.add_argument("--objective", help="what to amplify (default: the model's dream layer); see `streamdream layers`")
     parser.add_argument("--strength", type=number(float, STRENGTH_RANGE), default=STRENGTH, help=f"multiplies the dream step, {STRENGTH_RANGE.span()} (default %(default)s)")
-    parser.add_argument("--temporal-preset", choices=list(PRESETS), help=f"per-frame work (default: {LIVE_PRESET_CPU} on a CPU, {LIVE_PRESET_GPU} on a GPU)")
-    parser.add_argument("--max-side", type=number(int, Range(16, 4096)), default=640, help="shrink frames so the longer side is at most N pixels (default %(default)s)")
+    parser.add_argument("--temporal-preset", choices=list(PRESETS), help=f"per-frame work (default: {LIVE_PRESET.cpu} on a CPU, {LIVE_PRESET.gpu} on a GPU)")
+    parser.add_argument("--max-side", type=number(int, LIVE_SIDE_RANGE), help=f"shrink frames so the longer side is at most N pixels (default: {LIVE_MAX_SIDE.cpu} on a CPU, {LIVE_MAX_SIDE.gpu} on a GPU)")
     parser.add_argument("--seed", type=SEED, default=0, help="jitter seed (default %(default)s)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no status line")
     add_model_options(parser)

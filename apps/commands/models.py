@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..options import DEFAULT_MODEL
+from streamdream.settings import DEFAULT_MODEL
 
 
 def run_models(args: argparse.Namespace) -> None:

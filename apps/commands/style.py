@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from streamdream.errors import StreamdreamError
 from streamdream.settings import StyleSettings
 
-from ..options import SEED, add_io_options, add_model_options, add_settings, add_video_options, numbers, run_video, settings_from
+from ..options import SEED, add_io_options, add_model_options, add_settings, add_video_options, numbers, settings_from
+from ..render import run_ray, run_video
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from streamdream.style import Stylizer
 
 STYLE_EXAMPLES = """examples:
   streamdream style photo.jpg -s starry_night.jpg -o starry.png
@@ -23,8 +31,8 @@ result carried along the optical flow and runs --frame-iterations x --frame-step
 (--frame-octaves does not apply), held near the carried result by --temporal-weight.
 """
 
-def names_arg(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
+def names_arg(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def add_style_options(parser: argparse.ArgumentParser) -> None:
@@ -41,22 +49,37 @@ def add_style_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=SEED, default=0, help="random seed for --init noise (default %(default)s)")
 
 
-def stylizer_from(args: argparse.Namespace, styles: list[np.ndarray]) -> Stylizer:
-    from streamdream.style import Stylizer
+@dataclass(frozen=True)
+class StyleRecipe:
+    """A Stylizer as plain values, so that a still, a video and every Ray worker build the same one.
 
-    return Stylizer(
-        styles,
-        model=args.model,
-        style_weights=args.style_weights,
-        content_layers=args.content_layers,
-        content_layer_weights=args.content_layer_weights,
-        style_layers=args.style_layers,
-        style_layer_weights=args.style_layer_weights,
-        **settings_from(args, StyleSettings),
-        device=args.device,
-        weights=args.weights,
-        cuda_graphs=not args.no_cuda_graphs,
-    )
+    Picklable for Ray; its repr names every setting that shapes the result (the styles by their
+    paths), which is what a resumed Ray render must match. The style pictures travel with it,
+    read once by the command, so the workers need not see their files.
+    """
+
+    model: str
+    weights: str | None
+    styles: tuple[str, ...]
+    style_weights: tuple[float, ...] | None
+    content_layers: tuple[str, ...] | None
+    content_layer_weights: tuple[float, ...] | None
+    style_layers: tuple[str, ...] | None
+    style_layer_weights: tuple[float, ...] | None
+    settings: StyleSettings
+    cuda_graphs: bool
+    pictures: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)  # the styles' RGB
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, pictures: list[np.ndarray]) -> StyleRecipe:
+        return cls(args.model, args.weights, tuple(args.style), args.style_weights, args.content_layers, args.content_layer_weights, args.style_layers, args.style_layer_weights,
+                   StyleSettings(**settings_from(args, StyleSettings)), not args.no_cuda_graphs, tuple(pictures))
+
+    def build(self, device: Any) -> Stylizer:
+        from streamdream.style import Stylizer
+
+        return Stylizer(self.pictures, model=self.model, style_weights=self.style_weights, content_layers=self.content_layers, content_layer_weights=self.content_layer_weights,
+                        style_layers=self.style_layers, style_layer_weights=self.style_layer_weights, device=device, weights=self.weights, cuda_graphs=self.cuda_graphs, **asdict(self.settings))
 
 
 def contact_sheet(pictures: list[np.ndarray], height: int) -> np.ndarray:
@@ -73,7 +96,7 @@ def contact_sheet(pictures: list[np.ndarray], height: int) -> np.ndarray:
 
 
 def run_style(args: argparse.Namespace) -> None:
-    """Stylize a still, or hand a video to the frame pipeline."""
+    """Stylize a still, or hand a video to the frame pipeline (or to Ray, with --ray)."""
     from tqdm import tqdm
 
     from streamdream.io.images import check_image_output, load_image, resize_picture, save_image
@@ -82,11 +105,14 @@ def run_style(args: argparse.Namespace) -> None:
     if args.style_weight > 0 and not args.style:
         raise StreamdreamError("give a style image with -s STYLE (or --style-weight 0 to reconstruct the content only)")
     styles = [load_image(path).rgb for path in args.style]  # first: a missing style fails before anything else
+    recipe = StyleRecipe.from_args(args, styles)
+    if args.ray is not None:  # the INPUTs were checked by `check_ray_options`
+        return run_ray(args, recipe)
     if is_video_path(args.input):
         if args.init != "content" or args.preview:
             raise StreamdreamError("--init and --preview apply to still images only")
         check_video_output(args.output, overwrite=args.overwrite)
-        return run_video(args, stylizer_from(args, styles))
+        return run_video(args, recipe.build(args.device))
     check_image_output(args.output, overwrite=args.overwrite)
     if args.preview:
         check_image_output(args.preview, overwrite=args.overwrite)
@@ -94,7 +120,7 @@ def run_style(args: argparse.Namespace) -> None:
     if args.max_side:
         picture = resize_picture(picture, args.max_side)
     init = args.init if args.init in ("content", "noise") else load_image(args.init).rgb
-    stylizer = stylizer_from(args, styles)
+    stylizer = recipe.build(args.device)
     height, width = picture.rgb.shape[:2]
     if args.verbose:
         print(f"model {stylizer.model.name} on {stylizer.device}, content {', '.join(stylizer.content_layers)}, style {', '.join(stylizer.style_layers)}, {width}x{height}", file=sys.stderr)

@@ -7,13 +7,13 @@ each. `ray` itself is imported only when a render starts.
 """
 
 from .join import cross_fade, join_segments
-from .ray_render import JOINABLE, JobReport, RenderOptions, TaskFailed, render_files, render_video
+from .ray_render import JOINABLE, ClusterOptions, JobReport, TaskFailed, render_files, render_video
 from .segments import Segment, Timeline, choose_boundaries, plan_segments, read_timeline, scene_cut_keyframes
 
 __all__ = [
     "JOINABLE",
+    "ClusterOptions",
     "JobReport",
-    "RenderOptions",
     "Segment",
     "TaskFailed",
     "Timeline",

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import StreamdreamError
 from ..io.paths import atomic_output
-from ..io.video import _ENCODINGS, VideoInfo, VideoWriter, _AudioTrack, read_frames
+from ..io.video import AudioTrack, VideoInfo, VideoWriter, encoding_of, read_frames
 from ..settings import OutputSettings
 
 
@@ -93,11 +93,11 @@ def join_segments(
     """
     segments = [path for path, _, _ in parts]
     out = Path(dst)
-    encoding = _ENCODINGS[out.suffix.lower()]
+    encoding = encoding_of(out)
     frames = 0
     with contextlib.ExitStack() as files:
         pending = files.enter_context(atomic_output(out, overwrite=overwrite, inputs=(*inputs, *segments)))
-        output = files.enter_context(av.open(str(pending.tmp), "w", format=encoding.muxer, container_options=dict(encoding.container_options)))
+        output = files.enter_context(encoding.open(pending.tmp))
         first = files.enter_context(av.open(str(segments[0])))
         template = first.streams.video[0]
         expected = _codec_parameters(template)
@@ -106,7 +106,7 @@ def join_segments(
         if audio_source is not None and encoding.audio_codec is not None:
             source = files.enter_context(av.open(str(audio_source)))
             if source.streams.audio:
-                audio = _AudioTrack(source, output, encoding.audio_codec)
+                audio = AudioTrack(source, output, encoding.audio_codec)
         last_dts = None
         for path, keep, first_pts in parts:
             kept = _video_pts(path)[keep.start : keep.stop] if keep is not None else _video_pts(path)

@@ -30,16 +30,15 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from ..carry import FrameMode
 from ..errors import StreamdreamError
 from ..io.paths import PendingOutput, check_output_path, hidden_sibling
-from ..io.video import check_video_output
-from ..session import FrameMode
-from ..io.video import probe_video
-from ..settings import RAY_ATTEMPTS, RAY_FADE, RAY_MIN_SEGMENT_EXTRA, RAY_OVERLAP, RAY_SEGMENTS_PER_WORKER, OutputSettings, TemporalSettings
-from ..video import Span, fit_max_side, process_video
+from ..io.video import check_video_output, probe_video
+from ..settings import RAY_ATTEMPTS, RAY_FADE, RAY_MIN_SEGMENT_EXTRA, RAY_OVERLAP, RAY_SEGMENTS_PER_WORKER
+from ..video import RenderOptions, Span, Throughput, fit_max_side, process_video
 from .join import cross_fade, join_segments
 from .segments import Segment, plan_segments, read_timeline, segment_length
 
@@ -61,15 +60,15 @@ def import_ray():
 
 
 @dataclass(frozen=True)
-class RenderOptions:
-    """What every worker passes to `process_video` besides the files and the mode."""
+class ClusterOptions:
+    """Where a job runs, the same for one long video and for many clips: the Ray cluster to join
+    (None or "local": a Ray of this machine's own; "auto": the cluster it belongs to; HOST:PORT),
+    how many workers to start there (None: one per GPU, or per machine without GPUs) and the torch
+    device each sets up."""
 
-    settings: TemporalSettings = field(default_factory=TemporalSettings)
-    seed: int | None = 0
-    max_side: int | None = None
-    crf: int = OutputSettings.default("crf")
-    preset: str = OutputSettings.default("preset")
-    allow_partial_input: bool = False
+    address: str | None = None
+    workers: int | None = None
+    device: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,6 @@ class Task:
     dst: str
     frames: int
     span: Span | None = None
-    audio: bool = False
     counted: int | None = None  # frames that count toward the job's progress (a segment's tail is extra work)
 
 
@@ -95,30 +93,23 @@ class TaskResult:
 
 
 @dataclass(frozen=True)
-class WorkerStats:
+class WorkerStats(Throughput):
+    """What one worker did; its `fps` counts the written frames only (warm-up frames cost time but count for nothing)."""
+
     worker: str
     frames: int
     warmup: int
     seconds: float
 
-    @property
-    def fps(self) -> float:
-        """Written frames per second of rendering (warm-up frames cost time but count for nothing)."""
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
 
 @dataclass(frozen=True)
-class JobReport:
+class JobReport(Throughput):
     outputs: list[Path]
     frames: int
     seconds: float
     tasks: int
     reused: int  # segments found finished (resume)
     workers: list[WorkerStats]
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
 class _Renderer:
@@ -161,7 +152,7 @@ class _Renderer:
                 progress.update.remote(task.name, done - warmup)
 
         try:
-            report = self._render(task, options, on_frame)
+            report = process_video(task.src, task.dst, self.mode, options, overwrite=True, on_frame=on_frame, span=task.span)  # dst: this job's own work file
         except BaseException:
             Path(task.dst).unlink(missing_ok=True)  # a partial segment is of no use: the retry renders it whole
             raise
@@ -172,23 +163,6 @@ class _Renderer:
     def cross_fade(self, *args, **kwargs) -> Path:
         """`join.cross_fade` on this worker: the workers that rendered the segments blend their seams."""
         return cross_fade(*args, **kwargs)
-
-    def _render(self, task: Task, options: RenderOptions, on_frame):
-        return process_video(
-            task.src,
-            task.dst,
-            self.mode,
-            settings=options.settings,
-            seed=options.seed,
-            max_side=options.max_side,
-            audio=task.audio,
-            crf=options.crf,
-            preset=options.preset,
-            overwrite=True,  # dst is this job's own work file
-            allow_partial_input=options.allow_partial_input,
-            on_frame=on_frame,
-            span=task.span,
-        )
 
 
 class _Progress:
@@ -222,18 +196,18 @@ def _cause(ray, error: Exception) -> str:
 class _Cluster:
     """The actors of one job and the loop that feeds them tasks."""
 
-    def __init__(self, ray, mode_factory: ModeFactory, *, workers: int | None, device: str) -> None:
+    def __init__(self, ray, mode_factory: ModeFactory, cluster: ClusterOptions) -> None:
         self.ray = ray
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
-        self.count = workers or gpus or max(1, nodes)
+        self.count = cluster.workers or gpus or max(1, nodes)
         if gpus:  # one GPU per actor (a share of one when more actors than GPUs are asked for)
             self.options, threads = {"num_gpus": min(1.0, gpus / self.count), "num_cpus": 1}, None
         else:  # CPU only: torch in each actor uses the cores the actor holds
             per_actor = max(1, int(resources.get("CPU", 1)) // self.count)
             self.options, threads = {"num_cpus": per_actor}, per_actor
-        self.factory = (mode_factory, device, threads)
+        self.factory = (mode_factory, cluster.device, threads)
         self.remote = ray.remote(_Renderer).options(max_restarts=0, **self.options)
         self.made = 0
         self.actors = [self._new_actor() for _ in range(self.count)]
@@ -335,16 +309,16 @@ def _markers(folders: Sequence[Path]) -> dict[str, str]:
     return markers
 
 
-def _on_cluster(address: str | None, mode_factory: ModeFactory, workers: int | None, device: str, job: Callable[[_Cluster], JobReport]) -> JobReport:
+def _on_cluster(cluster: ClusterOptions, mode_factory: ModeFactory, job: Callable[[_Cluster], JobReport]) -> JobReport:
     """Connect (or start Ray), make the actors, run `job`, and leave the cluster as it was found."""
     ray = import_ray()
-    started = _connect(ray, address)
+    started = _connect(ray, cluster.address)
     try:
-        cluster = _Cluster(ray, mode_factory, workers=workers, device=device)
+        pool = _Cluster(ray, mode_factory, cluster)
         try:
-            return job(cluster)
+            return job(pool)
         finally:
-            cluster.close()
+            pool.close()
     finally:
         if started:
             ray.shutdown()
@@ -366,11 +340,8 @@ def render_video(
     dst: str | os.PathLike,
     mode_factory: ModeFactory,
     options: RenderOptions = RenderOptions(),
+    cluster: ClusterOptions = ClusterOptions(),
     *,
-    audio: bool = True,
-    address: str | None = None,
-    workers: int | None = None,
-    device: str = "auto",
     overlap: int = RAY_OVERLAP,
     fade: int = RAY_FADE,
     segment_frames: int | None = None,
@@ -382,7 +353,8 @@ def render_video(
     """Render one video in segments on Ray and join them into `dst`; the same frames, timestamps and audio as `process_video`.
 
     `fingerprint` names everything else that shapes the pixels (the mode's settings): `resume`
-    reuses the segments of an earlier run only when it, the input and the plan match.
+    reuses the segments of an earlier run only when it, the options, the input and the plan's
+    parameters match.
     """
     src, dst = Path(src).resolve(), Path(dst).resolve()
     check_video_output(dst, overwrite=overwrite, inputs=(src,))
@@ -391,26 +363,27 @@ def render_video(
     timeline = read_timeline(src)
     work = hidden_sibling(dst, "segments")
     plan_file = work / "plan.json"
-    identity = {"input": str(src), "input_bytes": src.stat().st_size, "options": repr(options), "fingerprint": fingerprint, "suffix": dst.suffix}
+    identity = {"input": str(src), "input_bytes": src.stat().st_size, "options": repr(options), "fingerprint": fingerprint, "suffix": dst.suffix,
+                "overlap": overlap, "fade": fade, "segment_frames": segment_frames}
 
     plan = _load_plan(plan_file, identity, resume, overwrite)  # before any worker starts: a refusal costs nothing
 
-    def job(cluster: _Cluster) -> JobReport:
+    def job(pool: _Cluster) -> JobReport:
         nonlocal plan
         if plan is None:
-            length = segment_frames or segment_length(timeline.frames, cluster.count, overlap + fade, RAY_SEGMENTS_PER_WORKER, RAY_MIN_SEGMENT_EXTRA)
+            length = segment_frames or segment_length(timeline.frames, pool.count, overlap + fade, RAY_SEGMENTS_PER_WORKER, RAY_MIN_SEGMENT_EXTRA)
             plan = plan_segments(timeline, length, overlap, fade)
             work.mkdir(exist_ok=True)
             plan_file.write_text(json.dumps({**identity, "segments": [asdict(s) for s in plan]}))
         files = [work / f"segment-{s.index:05d}{dst.suffix}" for s in plan]
         todo = [Task(f"{s.describe()} of {src.name}", str(src), str(path), s.frames, s.span, counted=s.stop - s.start) for s, path in zip(plan, files, strict=True) if not _segment_done(path, s.frames)]
         reused_frames = timeline.frames - sum(t.counted for t in todo)
-        cluster.check([work], [src])
+        pool.check([work], [src])
         started = time.perf_counter()  # the workers have their models: from here on it is rendering
         progress = (lambda done: on_progress(reused_frames + done, timeline.frames)) if on_progress else (lambda done: None)
         progress(0)
-        try:
-            results = cluster.run(todo, options, lambda result: None, progress)
+        try:  # the segments without audio: the join copies the source's once
+            results = pool.run(todo, replace(options, audio=False), lambda result: None, progress)
         except (StreamdreamError, KeyboardInterrupt) as e:
             kept = sum(1 for s, path in zip(plan, files, strict=True) if _segment_done(path, s.frames))
             e.add_note(f"the {kept} finished segments are kept in {work} for --resume")
@@ -418,20 +391,20 @@ def render_video(
         info = fit_max_side(probe_video(src), options.max_side)  # what every worker encoded with
         seams = {s.index: work / f"seam-{s.index:05d}{dst.suffix}" for s in plan if s.fade}
         try:
-            cluster.ray.get([cluster.actors[n % cluster.count].cross_fade.remote(files[i - 1], files[i], seams[i], timeline.pts[plan[i].start : plan[i].start + plan[i].fade], info, crf=options.crf, preset=options.preset)
-                             for n, i in enumerate(seams)])
-        except cluster.ray.exceptions.RayError as e:
-            raise StreamdreamError(f"cross-fading the seams failed: {_cause(cluster.ray, e)}; the finished segments are kept in {work} for --resume") from None
+            pool.ray.get([pool.actors[n % pool.count].cross_fade.remote(files[i - 1], files[i], seams[i], timeline.pts[plan[i].start : plan[i].start + plan[i].fade], info, crf=options.crf, preset=options.preset)
+                          for n, i in enumerate(seams)])
+        except pool.ray.exceptions.RayError as e:
+            raise StreamdreamError(f"cross-fading the seams failed: {_cause(pool.ray, e)}; the finished segments are kept in {work} for --resume") from None
         parts = []
         for s, path in zip(plan, files, strict=True):
             if s.fade:
                 parts.append((seams[s.index], None, timeline.pts[s.start]))
             parts.append((path, s.body, timeline.pts[s.start + s.fade]))
-        frames = join_segments(parts, dst, info.time_base, audio_source=src if audio else None, overwrite=overwrite, inputs=(src,))
+        frames = join_segments(parts, dst, info.time_base, audio_source=src if options.audio else None, overwrite=overwrite, inputs=(src,))
         shutil.rmtree(work)
         return JobReport([dst], frames, time.perf_counter() - started, len(todo), len(plan) - len(todo), _worker_stats(results))
 
-    return _on_cluster(address, mode_factory, workers, device, job)
+    return _on_cluster(cluster, mode_factory, job)
 
 
 def _load_plan(plan_file: Path, identity: dict, resume: bool, overwrite: bool) -> list[Segment] | None:
@@ -454,11 +427,8 @@ def render_files(
     pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
     mode_factory: ModeFactory,
     options: RenderOptions = RenderOptions(),
+    cluster: ClusterOptions = ClusterOptions(),
     *,
-    audio: bool = True,
-    address: str | None = None,
-    workers: int | None = None,
-    device: str = "auto",
     overwrite: bool = False,
     on_progress: Progress | None = None,
 ) -> JobReport:
@@ -468,18 +438,18 @@ def render_files(
         check_output_path(dst, overwrite=overwrite, inputs=[s for s, _ in pairs])
     counts = [read_timeline(src).frames for src, _ in pairs]
     total = sum(counts)
-    tasks = [Task(f"clip {i + 1} ({src.name})", str(src), str(hidden_sibling(dst, "ray", dst.suffix)), n, audio=audio) for i, ((src, dst), n) in enumerate(zip(pairs, counts, strict=True))]
+    tasks = [Task(f"clip {i + 1} ({src.name})", str(src), str(hidden_sibling(dst, "ray", dst.suffix)), n) for i, ((src, dst), n) in enumerate(zip(pairs, counts, strict=True))]
     finals = {task.name: PendingOutput(dst, Path(task.dst), overwrite) for task, (_, dst) in zip(tasks, pairs, strict=True)}
 
-    def job(cluster: _Cluster) -> JobReport:
-        cluster.check([dst.parent for _, dst in pairs], [src for src, _ in pairs])
+    def job(pool: _Cluster) -> JobReport:
+        pool.check([dst.parent for _, dst in pairs], [src for src, _ in pairs])
         started = time.perf_counter()
         progress = (lambda done: on_progress(done, total)) if on_progress else (lambda done: None)
         try:
-            results = cluster.run(tasks, options, lambda result: finals[result.name].publish(), progress)
+            results = pool.run(tasks, options, lambda result: finals[result.name].publish(), progress)
         finally:
             for task in tasks:
                 Path(task.dst).unlink(missing_ok=True)
         return JobReport([dst for _, dst in pairs], total, time.perf_counter() - started, len(tasks), 0, _worker_stats(results))
 
-    return _on_cluster(address, mode_factory, workers, device, job)
+    return _on_cluster(cluster, mode_factory, job)

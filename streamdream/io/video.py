@@ -60,13 +60,17 @@ class Frame:
 
 
 @dataclass(frozen=True)
-class _Encoding:
-    """How one output extension is written."""
+class Encoding:
+    """How one output extension is written: by `VideoWriter`, and by the stream-copy join of `streamdream.distributed`."""
 
     muxer: str
     video_codec: str
     audio_codec: str | None  # used only when the source audio cannot be copied; None drops audio
     container_options: tuple[tuple[str, str], ...] = ()
+
+    def open(self, path: str | os.PathLike) -> av.container.OutputContainer:
+        """An empty container at `path` in this muxer with its options; the caller adds the streams."""
+        return av.open(str(path), "w", format=self.muxer, container_options=dict(self.container_options))
 
 
 # faststart moves the index to the front so the file starts playing before it has fully loaded.
@@ -75,13 +79,21 @@ _MOV_OPTIONS = (("movflags", "+faststart"),)
 # at zero, changing every video pts; its blocks can hold small negative times, so keep them as is.
 _MATROSKA_OPTIONS = (("avoid_negative_ts", "disabled"),)
 _ENCODINGS = {
-    ".mp4": _Encoding("mp4", "libx264", "aac", _MOV_OPTIONS),
-    ".m4v": _Encoding("mp4", "libx264", "aac", _MOV_OPTIONS),
-    ".mov": _Encoding("mov", "libx264", "aac", _MOV_OPTIONS),
-    ".mkv": _Encoding("matroska", "libx264", "aac", _MATROSKA_OPTIONS),
-    ".webm": _Encoding("webm", "libvpx-vp9", "libopus", _MATROSKA_OPTIONS),
-    ".gif": _Encoding("gif", "gif", None),
+    ".mp4": Encoding("mp4", "libx264", "aac", _MOV_OPTIONS),
+    ".m4v": Encoding("mp4", "libx264", "aac", _MOV_OPTIONS),
+    ".mov": Encoding("mov", "libx264", "aac", _MOV_OPTIONS),
+    ".mkv": Encoding("matroska", "libx264", "aac", _MATROSKA_OPTIONS),
+    ".webm": Encoding("webm", "libvpx-vp9", "libopus", _MATROSKA_OPTIONS),
+    ".gif": Encoding("gif", "gif", None),
 }
+
+
+def encoding_of(path: str | os.PathLike) -> Encoding:
+    """How a video named `path` is written, by its extension; for any other extension, one line listing those there are."""
+    try:
+        return _ENCODINGS[Path(path).suffix.lower()]
+    except KeyError:
+        raise StreamdreamError(f"cannot write {Path(path).name}: unsupported extension for a video; use one of {', '.join(_ENCODINGS)}") from None
 
 
 def is_video_path(path: str | os.PathLike) -> bool:
@@ -217,8 +229,9 @@ def _expected_frames(container: av.container.InputContainer, stream: av.VideoStr
     return max(0, int(0.9 * container.duration / av.time_base * float(rate)) - 1) or None
 
 
-class _AudioTrack:
-    """The first audio stream of an open source file, fed into an output container as video progresses.
+class AudioTrack:
+    """The first audio stream of an open source file, fed into an output container as video progresses
+    (by `VideoWriter`, and by the join of `streamdream.distributed`, which muxes the audio in once).
 
     Packets are copied untouched when the output format accepts the codec; otherwise they are
     decoded and re-encoded with `fallback_codec`. They are pulled lazily, up to the time of the
@@ -285,10 +298,8 @@ class _AudioTrack:
 
 def check_video_output(path: str | os.PathLike, *, overwrite: bool = False, inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
     """Fail before any work if `path` cannot take a video: unsupported extension, or refused by `check_output_path`."""
-    out = Path(path)
-    if out.suffix.lower() not in _ENCODINGS:
-        raise StreamdreamError(f"cannot write {out.name}: unsupported extension for a video; use one of {', '.join(_ENCODINGS)}")
-    return check_output_path(out, overwrite=overwrite, inputs=inputs)
+    encoding_of(path)
+    return check_output_path(Path(path), overwrite=overwrite, inputs=inputs)
 
 
 class VideoWriter:
@@ -319,10 +330,9 @@ class VideoWriter:
         # Checked here, before the caller starts a render that might take minutes.
         self._inputs = (*inputs, *([audio_source] if audio_source is not None else []))
         self.path = check_video_output(path, overwrite=overwrite, inputs=self._inputs)
-        encoding = _ENCODINGS[self.path.suffix.lower()]
         self.info = info
         self.frames_written = 0
-        self._encoding = encoding
+        self._encoding = encoding_of(self.path)
         self._audio_source = audio_source
         self._crf = crf
         self._preset = preset
@@ -332,19 +342,17 @@ class VideoWriter:
         self._pending: PendingOutput | None = None
         self._output: av.container.OutputContainer | None = None
         self._video: av.VideoStream | None = None
-        self._audio: _AudioTrack | None = None
+        self._audio: AudioTrack | None = None
         self._end: fractions.Fraction = fractions.Fraction(0)  # end time of the last frame written, seconds
 
     def __enter__(self) -> VideoWriter:
         self._pending = self._files.enter_context(atomic_output(self.path, overwrite=self._overwrite, inputs=self._inputs))
         try:
-            self._output = av.open(
-                str(self._pending.tmp), "w", format=self._encoding.muxer, container_options=dict(self._encoding.container_options)
-            )
+            self._output = self._encoding.open(self._pending.tmp)
             self._video = self._add_video_stream()
             source = self._open_audio_source()
             if source is not None:
-                self._audio = _AudioTrack(source, self._output, self._encoding.audio_codec)
+                self._audio = AudioTrack(source, self._output, self._encoding.audio_codec)
             # Open the encoders and write the header now, so bad settings fail before any rendering.
             self._output.start_encoding()
         except BaseException as e:

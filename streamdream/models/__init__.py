@@ -16,12 +16,11 @@ import torch
 
 from ..errors import StreamdreamError
 from ..runtime import resolve_device
+from ..settings import DEFAULT_MODEL
 from .backbone import INPUT, LOGIT, Backbone, LayerInfo, ModelDefaults
 from .efficientnet import build_efficientnet_lite, packaged_weights
 from .labels import imagenet_labels
 from .torchvision_models import build_googlenet, build_inception_v3, build_vgg, cached_weights_path
-
-DEFAULT_MODEL = "efficientnet_lite0"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -32,14 +32,22 @@ LOGIT = "logit"
 
 @dataclass(frozen=True)
 class LayerInfo:
+    """A layer's shape as the probe measured it, so checking a channel index or listing layers runs no network.
+
+    `stride`: input pixels per activation (0 for the flat logits).
+    """
+
     name: str
     channels: int
     stride: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelDefaults:
-    """What a model is best used with; tuned per backbone because layer scales differ."""
+    """What a model is best used with; tuned per backbone because layer scales differ.
+
+    Frozen: a builder's defaults are shared by every model it builds, so no caller may change them.
+    """
 
     dream: str
     content: tuple[str, ...]
@@ -47,7 +55,6 @@ class ModelDefaults:
     guide: str = ""  # layer matched by a guide image; post-activation features work best (empty: the dream layer)
     dream_step: float = 0.012
     input_size: int = 224
-    extra: dict = field(default_factory=dict)
 
 
 @torch.no_grad()

@@ -91,33 +91,30 @@ def build_vgg(name: str, weights: Path | None) -> Backbone:
     return Backbone(name, stages, mean=IMAGENET_MEAN, std=IMAGENET_STD, defaults=defaults)
 
 
-def build_children(name: str, weights: Path | None, make: Callable[[], nn.Module], defaults: ModelDefaults, input_size: int) -> Backbone:
+def build_children(name: str, weights: Path | None, make: Callable[[], nn.Module], defaults: ModelDefaults) -> Backbone:
     """GoogLeNet / Inception-v3: their top-level children already run in order (aux heads removed)."""
     path = find_weights(name, weights)
     net = make()
     load_weights(net, path)
     children = [(n, m) for n, m in net.named_children() if n not in ("avgpool", "dropout", "fc")]
     children.append((LOGIT, nn.Sequential(net.avgpool, nn.Flatten(), net.fc)))
-    defaults.input_size = input_size
     # Probed at the input size: Inception-v3's unpadded convolutions refuse inputs under 75 px, and
     # only near its native size do they trim few enough pixels for the strides to come out right.
-    return Backbone(name, children, mean=HALF, std=HALF, defaults=defaults, probe_size=input_size)
+    return Backbone(name, children, mean=HALF, std=HALF, defaults=defaults, probe_size=defaults.input_size)
 
 
-def _inception(name: str, factory: Callable[[], nn.Module], defaults: ModelDefaults, input_size: int) -> Callable[[Path | None], Backbone]:
+def _inception(name: str, factory: Callable[[], nn.Module], defaults: ModelDefaults) -> Callable[[Path | None], Backbone]:
     """A builder for a torchvision Inception network, walked child by child (`build_children`)."""
-    return lambda weights: build_children(name, weights, factory, defaults, input_size)
+    return lambda weights: build_children(name, weights, factory, defaults)
 
 
 build_googlenet = _inception(
     "googlenet",
     lambda: tvm.googlenet(weights=None, aux_logits=False, init_weights=False, transform_input=False),
-    ModelDefaults(dream="inception4c", content=("inception4b",), style=("conv1", "conv3", "inception3a", "inception3b", "inception4a")),
-    224,
+    ModelDefaults(dream="inception4c", content=("inception4b",), style=("conv1", "conv3", "inception3a", "inception3b", "inception4a"), input_size=224),
 )
 build_inception_v3 = _inception(
     "inception_v3",
     lambda: tvm.inception_v3(weights=None, aux_logits=False, init_weights=False, transform_input=False),
-    ModelDefaults(dream="Mixed_5d", content=("Mixed_6b",), style=("Conv2d_1a_3x3", "Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5b", "Mixed_6a")),
-    299,
+    ModelDefaults(dream="Mixed_5d", content=("Mixed_6b",), style=("Conv2d_1a_3x3", "Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5b", "Mixed_6a"), input_size=299),
 )

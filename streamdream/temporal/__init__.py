@@ -7,7 +7,7 @@ them still; the metrics here measure how well that works.
 
 from .consistency import in_frame_mask, occlusion_mask
 from .flow import FlowEstimator, JudgeFlow, flow_to_tensor
-from .metrics import TemporalStats, strength, video_scores, warping_error
+from .metrics import TemporalStats, effect, video_scores, warping_error
 from .motion import FramePairFlows, Motion, estimate_motion, frame_flows, motion_from_flows, no_motion
 from .warp import warp
 
@@ -24,7 +24,6 @@ __all__ = [
     "motion_from_flows",
     "no_motion",
     "occlusion_mask",
-    "strength",
     "video_scores",
     "warp",
     "warping_error",

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..convert import upload
+from ..settings import TemporalSettings
 
 _PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -32,14 +33,16 @@ class FlowEstimator:
 
     With `scale` < 1 the frames are shrunk to `scale` x size, the flow is computed there, resized
     back to full size and its vectors multiplied by the size ratio (about 1/scale; the exact
-    per-axis ratio is used so rounding of the small size does not bias the vectors).
+    per-axis ratio is used so rounding of the small size does not bias the vectors). The defaults are
+    the renderer's (`TemporalSettings`), so an estimator built without arguments flows as a render does.
     """
 
-    def __init__(self, preset: str = "fast", scale: float = 1.0) -> None:
+    def __init__(self, preset: str = TemporalSettings.default("flow_preset"), scale: float = TemporalSettings.default("flow_scale")) -> None:
         if preset not in _PRESETS:
             raise ValueError(f"unknown DIS preset {preset!r}; choose one of {', '.join(_PRESETS)}")
-        if not 0.0 < scale <= 1.0:
-            raise ValueError(f"flow scale must be in (0, 1], got {scale}")
+        bounds = TemporalSettings.bounds("flow_scale")
+        if not bounds.allows(scale):
+            raise ValueError(f"flow scale must be {bounds.describe(integer=False)}, got {scale}")
         self.preset = preset
         self.scale = scale
         # One DIS instance per estimator: it keeps internal buffers between calls, so reusing it
@@ -77,7 +80,7 @@ class FlowEstimator:
         return flow
 
 
-class JudgeFlow:
+class JudgeFlow(FlowEstimator):
     """The judge's optical flow: DIS at full resolution with settings no renderer preset uses.
 
     Scoring a render with the flow it was carried along would reward the flow's own mistakes (a
@@ -93,32 +96,19 @@ class JudgeFlow:
     variational refinement on top still gave 0.08-0.14x. This judge: 0.018x on the pan (true 0.018x,
     mean error 0.006 px), 0.033x on a zoom (true 0.035x) and 0.031x on a rotation (true 0.032x), where
     Farneback gave 0.038x and 0.037x. About 40 ms a flow at 320x136 on a 2-core CPU (Farneback: 20).
-    Called like `FlowEstimator`: `judge(src, dst)` is the H x W x 2 flow with src(x) ~ dst(x + flow(x)).
+    A `FlowEstimator` with its own DIS settings, so it is called the same way (`judge(src, dst)`, tiny
+    frames included) and only the DIS object differs.
     """
 
     def __init__(self) -> None:
-        self._dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        # Written out, not the settings' defaults: the judge's numbers must not move when a render default does.
+        super().__init__("medium", scale=1.0)
         self._dis.setPatchSize(12)
         self._dis.setPatchStride(4)
         self._dis.setFinestScale(0)
 
     def __repr__(self) -> str:
         return "JudgeFlow(dis patch 12, finest scale 0)"
-
-    def __call__(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-        src_gray, dst_gray = _gray(src), _gray(dst)
-        if src_gray.shape != dst_gray.shape:
-            raise ValueError(f"frames differ in size: {src_gray.shape} vs {dst_gray.shape}")
-        height, width = src_gray.shape
-        factor = MIN_SIDE / min(height, width)
-        if factor <= 1:
-            return self._dis.calc(src_gray, dst_gray, None)
-        # Tiny frames: flow at MIN_SIDE, scaled back (as `FlowEstimator` does; DIS needs a pyramid).
-        size = (round(width * factor), round(height * factor))
-        small = self._dis.calc(cv2.resize(src_gray, size, interpolation=cv2.INTER_LINEAR), cv2.resize(dst_gray, size, interpolation=cv2.INTER_LINEAR), None)
-        flow = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-        flow *= np.array([width / size[0], height / size[1]], dtype=np.float32)
-        return flow
 
 
 def _gray(frame: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 `warping_error` (Lai et al. 2018) measures flicker: how much each output frame differs from
 the previous output carried along the motion of the input video, counted only where that
-motion is trustworthy. `strength` measures how far the outputs are from the inputs, so a
+motion is trustworthy. `effect` measures how far the outputs are from the inputs, so a
 method cannot score well on flicker merely by doing nothing. Both read frames one at a time,
 so whole videos can be scored from a decoder without holding them in memory.
 """
@@ -53,7 +53,7 @@ def warping_error(
     inputs: Iterable[np.ndarray] | None = None,
     *,
     flows: Iterable[np.ndarray] | None = None,
-    estimator: FlowEstimator | JudgeFlow | None = None,
+    estimator: FlowEstimator | None = None,
 ) -> float:
     """Return E = sum_t sum M_t (O_t - warp(O_{t-1}))^2 / sum_t sum M_t over frames t = 1..T-1.
 
@@ -100,7 +100,7 @@ CUT_FACTOR = 10.0  # a pair whose input warping error exceeds this many times th
 CUT_FLOOR = 1e-3  # ... and exceeds this (an RMS change of 8/255 along the flow), so still clips have no cuts
 
 
-def video_scores(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray], estimator: FlowEstimator | JudgeFlow | None = None) -> dict[str, float]:
+def video_scores(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray], estimator: FlowEstimator | None = None) -> dict[str, float]:
     """Score a processed video against its input in one pass: what `streamdream evaluate` prints.
 
     Input frames of another size than the outputs are resized to the outputs' size first. Flow and
@@ -114,7 +114,7 @@ def video_scores(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray], es
       times the clip's median and `CUT_FLOOR`) or no pixel could be judged: across a scene cut the
       flow means nothing, and one such pair would outweigh the rest of the clip.
     * `judged`: the share of pixels of the counted pairs whose flow passed the check.
-    * `strength`: mean |output - input| over all frames.
+    * `effect`: mean |output - input| over all frames.
     """
     estimator = estimator or JudgeFlow()
     distance = TemporalStats()
@@ -147,7 +147,7 @@ def video_scores(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray], es
         "frames": frames,
         "warping_error": sum(o for o, _, _ in kept) / weight if weight else math.nan,
         "input_warping_error": sum(i for _, i, _ in kept) / weight if weight else math.nan,
-        "strength": distance.mean,
+        "effect": distance.mean,
         "judged": weight / (pixels * len(kept)) if kept else 0.0,
         "cuts": len(pairs) - len(kept),
     }
@@ -158,7 +158,7 @@ def _warp_residual(current: torch.Tensor, previous: torch.Tensor, backward: torc
     return (current - warp(previous, backward)).pow(2).mean(dim=1, keepdim=True)
 
 
-def strength(outputs: Iterable[np.ndarray], inputs: Iterable[np.ndarray]) -> float:
+def effect(outputs: Iterable[np.ndarray], inputs: Iterable[np.ndarray]) -> float:
     """Return the mean |O - I| over all pixels, channels and frames, in [0, 1].
 
     Frames are H x W x 3 uint8 RGB (or float RGB in [0, 1]), paired in order; iterators work.
@@ -170,7 +170,7 @@ def strength(outputs: Iterable[np.ndarray], inputs: Iterable[np.ndarray]) -> flo
             raise ValueError(f"output {out.shape[-2:]} and input {inp.shape[-2:]} differ in size")
         stats.add((out - inp).abs())
     if stats.weight == 0:
-        raise ValueError("strength needs at least one frame")
+        raise ValueError("effect needs at least one frame")
     return stats.mean
 
 
