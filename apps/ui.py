@@ -41,8 +41,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import streamdream  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
-
 import gradio as gr
 import numpy as np
 

@@ -28,7 +28,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import streamdream  # noqa: E402,F401  (first: sets the OpenMP wait policy before torch loads)
 import av  # noqa: E402
 
 from streamdream.dream import Dreamer  # noqa: E402

@@ -9,16 +9,16 @@ Python API:
     streamdream.StreamSession(mode)           one stream's warm state, frame by frame (webcams, custom loops)
 """
 
-import os
 import sys
 import types
 
-# PyTorch's CPU build uses GNU OpenMP, whose worker threads spin while waiting. When anything else
-# needs a core (our own decode/flow/encode threads, a browser, another process), the spinning
-# threads starve it and a step gets ~20x slower (measured: 1.3 s instead of 50 ms for 160x120 on
-# 2 cores). Passive waiting costs almost nothing when the machine is idle. It must be set before
-# torch is first imported; an explicit setting by the user wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# PyTorch's CPU build runs its parallel loops on GNU OpenMP, left at its default wait policy: a worker
+# spins a few milliseconds after each loop before it sleeps. A model step is hundreds of small loops,
+# and waking sleeping workers for each made it about twice as slow: measured on the 2-core Xeon with
+# OMP_WAIT_POLICY=PASSIVE (this package's setting until 2026-12-05) against the default, a 320x240 live
+# dream 6.2 against 12.8 fps, a file render 4.6 against 8.4 fps, a 512 px still 12.6 against 9.0 s end
+# to end, with the decoder, flow and encoder threads beside it. What does starve a step is OpenMP
+# teams on several threads at once: `runtime.on_own_thread` says how that is avoided.
 
 # The public names load on first use (PEP 562), so `import streamdream.errors` or the CLI's
 # `--help` does not pay for importing torch.

@@ -21,6 +21,7 @@ import numpy as np
 
 from .carry import FrameMode
 from .errors import StreamdreamError
+from .runtime import on_own_thread
 from .scheduler import tick
 from .session import StreamSession
 from .settings import TemporalSettings
@@ -144,8 +145,13 @@ def probe_capacity(mode: FrameMode, settings: TemporalSettings, size: tuple[int,
     round (`scheduler.tick`: flow, planning, one batched step) and times their ticks (the last of `ticks`:
     the first frames are cold). Tick time grows about linearly with the streams at this scale, so
     the capacity is read off the line through the last two counts measured, never beyond `most`
-    and never below 1 (one visitor is always served).
+    and never below 1 (one visitor is always served). It runs on a thread of its own
+    (`runtime.on_own_thread`), so the caller keeps no OpenMP team to slow the live engine's down.
     """
+    return on_own_thread(_probe, mode, settings, size, min_fps, most, ticks)
+
+
+def _probe(mode: FrameMode, settings: TemporalSettings, size: tuple[int, int], min_fps: float, most: int, ticks: int) -> Probe:
     height, width = size
     picture = np.random.default_rng(0).integers(0, 256, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
     picture = np.kron(picture, np.ones((8, 8, 1), np.uint8))  # blocks: texture the flow can follow

@@ -110,9 +110,7 @@ def objective_gradient(
     total = torch.zeros((), device=image.device)
     for rows in tile_slices(height, tile):
         for cols in tile_slices(width, tile):
-            patch = image[..., rows, cols].detach()
-            if image.device.type == "cuda":
-                patch = patch.contiguous(memory_format=torch.channels_last)
+            patch = image[..., rows, cols].detach().contiguous(memory_format=model.memory_format)
             with torch.set_grad_enabled(with_grad), autocast(image.device):
                 patch.requires_grad_(with_grad)
                 value = objective(model(patch, objective.layers))

@@ -8,9 +8,15 @@ returns on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
 import torch
 
 from .errors import StreamdreamError
+
+T = TypeVar("T")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -64,4 +70,20 @@ def configure(device: str | torch.device = "auto", *, threads: int | None = None
     return resolved
 
 
-__all__ = ["configure", "resolve_device"]
+def on_own_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` run on a thread of its own, waited for: the OpenMP team torch starts for it ends with it.
+
+    PyTorch's CPU build runs its parallel loops on GNU OpenMP, which keeps one team of worker threads
+    for each thread that ever ran one, for that thread's whole life. Once there are more such workers
+    than cores, every team stops spinning between loops and sleeps instead, and the many small loops
+    of a model step slow down: measured on the 2-core Xeon, a lite0 step at 320x240 on the live
+    engine's thread took 150 ms while the main thread kept the team it had used to build the model, 71
+    ms when it had built it on a thread of its own (`benchmarks/cpu_paths.py` repeats this). So
+    one-off model work (building a model, the live capacity probe) runs here, and the thread that
+    serves frames keeps the only team.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamdream-once") as pool:
+        return pool.submit(fn, *args).result()
+
+
+__all__ = ["configure", "on_own_thread", "resolve_device"]

@@ -200,21 +200,29 @@ def tick(frames: Sequence[tuple[Stream, np.ndarray]], *, map_: Callable[..., Ite
          lock: contextlib.AbstractContextManager | None = None) -> Tick:
     """One round of the scheduler: every stream's frame (H x W x 3 uint8) in, every stream's result out.
 
-    Each frame is padded to its bucket, prepared (its optical flow) and planned through `map_` (the
-    engine passes a thread pool's `map`: OpenCV's flow releases the GIL, so the streams' flows run in
-    parallel); then the plans run as batches, under `lock` (the engine's compute lock) when given; then
-    each stream keeps its result and the padding is cropped off. A stream whose frame fails gets its
-    error in its place; the others are served.
+    Each frame is padded to its bucket and prepared (its optical flow) through `map_` (the engine
+    passes a thread pool's `map`: OpenCV's flow releases the GIL, so the streams' flows run in
+    parallel); then, on the calling thread, each is planned and the plans run as batches, under `lock`
+    (the engine's compute lock) when given; then each stream keeps its result and the padding is
+    cropped off. Every torch operation stays on the calling thread: a pool thread that ran one would
+    keep an OpenMP team of its own and slow every step down (`runtime.on_own_thread`). A stream whose
+    frame fails gets its error in its place; the others are served.
     """
 
-    def start(item: tuple[Stream, np.ndarray]) -> Any:
+    def prepare(item: tuple[Stream, np.ndarray]) -> Any:
         stream, rgb = item
         try:
-            return stream.begin(stream.prepare(to_bucket(rgb)))
+            return stream.prepare(to_bucket(rgb))
         except Exception as error:  # noqa: BLE001 - handed to this stream's owner
             return error
 
-    started = list(map_(start, frames))
+    def begin(stream: Stream, prepared: Any) -> Any:
+        try:
+            return prepared if isinstance(prepared, BaseException) else stream.begin(prepared)
+        except Exception as error:  # noqa: BLE001 - handed to this stream's owner
+            return error
+
+    started = [begin(stream, prepared) for (stream, _), prepared in zip(frames, map_(prepare, frames))]
     planned = [i for i, frame in enumerate(started) if not isinstance(frame, BaseException)]
     works = [started[i].work for i in planned]
     groups = batches(works)

@@ -14,7 +14,7 @@ import torchvision
 
 from streamdream.convert import to_tensor
 from streamdream.errors import StreamdreamError
-from streamdream.models import DEFAULT_MODEL, LOGIT, create_model, get_entry, imagenet_labels, list_models
+from streamdream.models import DEFAULT_MODEL, LOGIT, create_model, get_entry, imagenet_labels, layout, list_models
 from streamdream.models.efficientnet import map_state_dict
 from streamdream.models.torchvision_models import cached_weights_path
 
@@ -191,14 +191,15 @@ def test_batchnorm_folding_covers_plain_batchnorm_and_skips_training_mode():
     assert torch.allclose(net(x), expected, atol=1e-5)
 
 
-def test_create_model_layout_is_explicit(model):
-    """NCHW on the CPU unless asked; NHWC (channels_last) is a parameter, not a side effect."""
-    assert model.stages[0][0].weight.is_contiguous()
-    nhwc = create_model(device="cpu", channels_last=True)
-    assert nhwc is not model and model.stages[0][0].weight.is_contiguous()
-    assert nhwc.stages[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+def test_create_model_layout_follows_the_request():
+    """channels_last False or True is what was asked; None on a CPU is the machine's faster layout
+    (`models.layout`, pinned by the tests' STREAMDREAM_CPU_LAYOUT)."""
+    nchw, nhwc = create_model(device="cpu", channels_last=False), create_model(device="cpu", channels_last=True)
+    assert nchw.stages[0][0].weight.is_contiguous() and nchw.memory_format == torch.contiguous_format
+    assert nhwc.stages[0][0].weight.is_contiguous(memory_format=torch.channels_last) and nhwc.memory_format == torch.channels_last
+    assert create_model(device="cpu").memory_format == layout.LAYOUTS[os.environ["STREAMDREAM_CPU_LAYOUT"]]
     x = torch.rand(1, 3, 64, 64)
-    assert torch.allclose(nhwc(x, ["blocks.2"])["blocks.2"], model(x, ["blocks.2"])["blocks.2"], atol=1e-4)
+    assert torch.allclose(nhwc(x, ["blocks.2"])["blocks.2"], nchw(x, ["blocks.2"])["blocks.2"], atol=1e-4)
 
 
 def test_configure_sets_threads_and_returns_the_device():

@@ -15,11 +15,12 @@ from pathlib import Path
 import torch
 
 from ..errors import StreamdreamError
-from ..runtime import resolve_device
+from ..runtime import on_own_thread, resolve_device
 from ..settings import DEFAULT_MODEL
 from .backbone import INPUT, LOGIT, Backbone, LayerInfo, ModelDefaults
 from .efficientnet import build_efficientnet_lite, packaged_weights
 from .labels import imagenet_labels
+from .layout import fastest_cpu_layout
 from .torchvision_models import build_googlenet, build_inception_v3, build_vgg, cached_weights_path
 
 
@@ -71,11 +72,17 @@ def get_entry(name: str) -> ModelEntry:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached(name: str, weights: str | None, device: torch.device, channels_last: bool) -> Backbone:
+def _cached(name: str, weights: str | None, device: torch.device, channels_last: bool | None) -> Backbone:
+    return on_own_thread(_build, name, weights, device, channels_last)  # leaves the caller no OpenMP team
+
+
+def _build(name: str, weights: str | None, device: torch.device, channels_last: bool | None) -> Backbone:
     model = get_entry(name).build(Path(weights) if weights else None)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model.to(device)
+    if channels_last is None:  # on the CPU: whichever this machine runs faster
+        model.memory_format = fastest_cpu_layout(model, model.defaults.dream)
+    elif channels_last:
+        model.memory_format = torch.channels_last
+    return model.to(memory_format=model.memory_format).to(device)
 
 
 def create_model(
@@ -87,13 +94,13 @@ def create_model(
 ) -> Backbone:
     """The frozen backbone `name` on `device`; built once per process and shared (it holds no state).
 
-    `channels_last` stores the convolution weights NHWC; None means "on CUDA only". There cuDNN's bf16
-    tensor-core kernels are NHWC, and the optimizer feeds NHWC images on CUDA, so with NHWC weights no
-    layer converts a layout on the fly (inside a CUDA graph every such copy would be one more kernel).
-    On the CPU the model stays NCHW, the layout the CPU timings in the README were measured with.
+    `channels_last` stores the convolution weights NHWC (and the optimizer feeds its images so, so no
+    layer converts a layout on the fly); None decides by the device. On CUDA: NHWC, cuDNN's bf16
+    tensor-core layout (inside a CUDA graph every conversion would be one more kernel). On a CPU:
+    whichever layout this machine runs the model faster in, measured once (`layout.fastest_cpu_layout`).
     """
     device = resolve_device(device)
-    if channels_last is None:
+    if channels_last is None and device.type != "cpu":
         channels_last = device.type == "cuda"
     return _cached(name, str(weights) if weights else None, device, channels_last)
 

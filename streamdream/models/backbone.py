@@ -107,6 +107,9 @@ class Backbone(nn.Module):
         self.stages = nn.ModuleList(m for _, m in stages)
         self.aliases = dict(aliases or {})
         self.defaults = defaults
+        # How the convolution weights are laid out (`create_model` may store them channels-last);
+        # the optimizer lays its inputs out the same way, so no layer converts one on the fly.
+        self.memory_format = torch.contiguous_format
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.eval().requires_grad_(False)

@@ -1,0 +1,111 @@
+"""The CPU paths of the model step, measured on this machine: layout, autocast dtype, threads, compile.
+
+One step is what every CPU live frame, still octave and style step runs: EfficientNet-Lite0 forward to
+`blocks.4` and back to the image, at --resolution, batch 1. Each row is the mean of --repeats steps
+after a warm-up, all in one run, so the rows compare. Also measured:
+
+- `second_thread_ms`: the chosen path's step on a new thread while the thread that ran the rows above
+  keeps its OpenMP team (what the live engine suffered before `runtime.on_own_thread`), against the
+  same step on that thread;
+- `chosen`: what `create_model` picks on this machine (`streamdream.models.layout`);
+- with --compile, `torch.compile` (inductor) of the model: its compile time and step time.
+
+Prints one JSON object, with the processor it ran on.
+
+    python benchmarks/cpu_paths.py
+    python benchmarks/cpu_paths.py --resolution 160x120 --threads 1
+    python benchmarks/cpu_paths.py --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from streamdream.models import create_model, layout  # noqa: E402
+from streamdream.runtime import on_own_thread  # noqa: E402
+
+LAYER = "blocks.4"
+
+
+def step_ms(model, size: tuple[int, int], memory_format, dtype, repeats: int) -> float:
+    """Mean milliseconds of a forward-and-backward step, after two warm-up steps."""
+    image = torch.rand(1, 3, *size).contiguous(memory_format=memory_format)
+
+    def step() -> None:
+        x = image.detach().requires_grad_(True)
+        with torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext():
+            value = model(x, [LAYER])[LAYER].float().mean()
+        torch.autograd.grad(value, x)
+
+    for _ in range(2):
+        step()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    return 1000 * (time.perf_counter() - started) / repeats
+
+
+def on_thread(fn, *args):
+    """`fn(*args)` on a new thread while this one stays alive (and keeps whatever OpenMP team it has)."""
+    box = []
+    thread = threading.Thread(target=lambda: box.append(fn(*args)))
+    thread.start()
+    thread.join()
+    return box[0]
+
+
+def run(resolution: str, repeats: int, threads: int | None, compile_: bool) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    width, height = (int(v) for v in resolution.split("x"))
+    size = (height, width)
+    models = {name: create_model(device="cpu", channels_last=name == "channels_last") for name in layout.LAYOUTS}
+    rows = {}
+    for name, model in models.items():
+        for dtype, label in ((None, "fp32"), (torch.bfloat16, "bf16 autocast")):
+            rows[f"{name} {label}"] = round(step_ms(model, size, model.memory_format, dtype, repeats), 1)
+    chosen = create_model(device="cpu")
+    report = {
+        "processor": layout.processor(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "resolution": resolution,
+        "step_ms": rows,
+        "chosen": "channels_last" if chosen.memory_format == torch.channels_last else "contiguous",
+    }
+    step_ms(chosen, size, chosen.memory_format, None, 2)  # this thread now keeps an OpenMP team
+    report["second_thread_ms"] = {
+        "beside_a_team": round(on_thread(step_ms, chosen, size, chosen.memory_format, None, repeats), 1),
+        "this_thread": round(step_ms(chosen, size, chosen.memory_format, None, repeats), 1),
+    }
+    if compile_:
+        started = time.perf_counter()
+        compiled = torch.compile(chosen)
+        first = step_ms(compiled, size, chosen.memory_format, None, 1)  # compiles forward and backward
+        report["compile"] = {"compile_and_first_steps_s": round(time.perf_counter() - started, 1), "first_ms": round(first, 1),
+                             "step_ms": round(step_ms(compiled, size, chosen.memory_format, None, repeats), 1)}
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--resolution", default="320x240", help="WIDTHxHEIGHT (default %(default)s)")
+    parser.add_argument("--repeats", type=int, default=8, help="timed steps per row (default %(default)s)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: one per core)")
+    parser.add_argument("--compile", dest="compile_", action="store_true", help="also time torch.compile (inductor; slow to compile)")
+    args = parser.parse_args()
+    print(json.dumps(on_own_thread(run, args.resolution, args.repeats, args.threads, args.compile_)))
+
+
+if __name__ == "__main__":
+    main()
