@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from streamdream.errors import StreamdreamError
+    from streamdream.errors import StreamdreamError  # first: the package sets OpenMP's spin count before torch loads
     from streamdream.io.paths import claim_outputs
 
     try:

@@ -41,6 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import streamdream  # noqa: F401  (first: sets OpenMP's spin count before torch loads)
+
 import gradio as gr
 import numpy as np
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import streamdream  # noqa: E402,F401  (sets OpenMP's spin count before torch loads)
 import skimage.data  # noqa: E402
 from PIL import Image  # noqa: E402
 

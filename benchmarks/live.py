@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import streamdream  # noqa: E402,F401  (first: sets OpenMP's spin count before torch loads)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 

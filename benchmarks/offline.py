@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import streamdream  # noqa: E402,F401  (first: sets OpenMP's spin count before torch loads)
 import torch  # noqa: E402
 
 from streamdream.samples.make import make_clip  # noqa: E402

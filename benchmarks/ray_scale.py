@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import streamdream  # noqa: E402,F401  (first: sets OpenMP's spin count before torch loads)
 import av  # noqa: E402
 
 from streamdream.dream import Dreamer  # noqa: E402

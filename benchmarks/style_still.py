@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import streamdream  # noqa: E402,F401  (first: sets OpenMP's spin count before torch loads)
 import skimage.data  # noqa: E402
 
 from benchmarks.look import colour_shift  # noqa: E402

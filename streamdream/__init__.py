@@ -9,16 +9,20 @@ Python API:
     streamdream.StreamSession(mode)           one stream's warm state, frame by frame (webcams, custom loops)
 """
 
+import os
 import sys
 import types
 
-# PyTorch's CPU build runs its parallel loops on GNU OpenMP, left at its default wait policy: a worker
-# spins a few milliseconds after each loop before it sleeps. A model step is hundreds of small loops,
-# and waking sleeping workers for each made it about twice as slow: measured on the 2-core Xeon with
-# OMP_WAIT_POLICY=PASSIVE (this package's setting until 2026-12-05) against the default, a 320x240 live
-# dream 6.2 against 12.8 fps, a file render 4.6 against 8.4 fps, a 512 px still 12.6 against 9.0 s end
-# to end, with the decoder, flow and encoder threads beside it. What does starve a step is OpenMP
-# teams on several threads at once: `runtime.on_own_thread` says how that is avoided.
+# PyTorch's CPU build runs its parallel loops on GNU OpenMP, whose idle workers spin for a while before
+# they sleep. A model step is hundreds of small loops: workers that sleep at once (OMP_WAIT_POLICY=PASSIVE,
+# this package's setting until 2026-12-05) have to be woken for each, and the step took twice as long;
+# workers that spin long (the default) steal the cores of anything else that needs them, and a second
+# PyTorch process beside this one slowed both by 3.6x. A short spin is the middle: a lite0 step at
+# 320x240 on the 2-core Xeon took 50 ms spinning long, 57 ms spinning short, 97 ms sleeping; with a
+# second such process running, 307-324, 139-141 and 80-90 ms. It must be set before torch is first
+# imported; an explicit setting by the user wins. What starves a step even so is OpenMP teams on
+# several threads of one process: `runtime.on_own_thread` says how that is avoided.
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 # The public names load on first use (PEP 562), so `import streamdream.errors` or the CLI's
 # `--help` does not pay for importing torch.

@@ -76,9 +76,10 @@ def on_own_thread(fn: Callable[..., T], *args: Any) -> T:
     PyTorch's CPU build runs its parallel loops on GNU OpenMP, which keeps one team of worker threads
     for each thread that ever ran one, for that thread's whole life. Once there are more such workers
     than cores, every team stops spinning between loops and sleeps instead, and the many small loops
-    of a model step slow down: measured on the 2-core Xeon, a lite0 step at 320x240 on the live
-    engine's thread took 150 ms while the main thread kept the team it had used to build the model, 71
-    ms when it had built it on a thread of its own (`benchmarks/cpu_paths.py` repeats this). So
+    of a model step slow down: measured on the 2-core Xeon, a live 320x240 frame's optimizer took
+    150 ms on the live engine's thread while the main thread kept the team it had used to build the
+    model, 71 ms when the model was built on a thread of its own (`benchmarks/cpu_paths.py` shows the
+    same on one step: 72 against 51 ms). So
     one-off model work (building a model, the live capacity probe) runs here, and the thread that
     serves frames keeps the only team.
     """

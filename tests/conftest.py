@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import streamdream  # noqa: F401  (first: sets OpenMP's spin count before torch loads)
+
 import atexit
 import os
 import shutil

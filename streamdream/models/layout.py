@@ -59,7 +59,7 @@ def fastest_cpu_layout(model: torch.nn.Module, layer: str) -> torch.memory_forma
     key = f"{model.name} | {processor()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
     path = cache_file()
     known = _read(path)
-    if key not in known:
+    if not (isinstance(known.get(key), dict) and set(known[key]) == set(LAYOUTS)):  # not measured yet (or mangled)
         known[key] = {name: _step_ms(model.to(memory_format=layout), layer, layout) for name, layout in LAYOUTS.items()}
         _write(path, known)
     timings = known[key]
