@@ -27,7 +27,7 @@ from .warp import warp
 
 
 # Bilinear: its slight blur at fractional offsets costs the carried dream a little effect every
-# frame, which the hold's lift gives back (`session.StrengthHold`); bicubic keeps it sharper, but its
+# frame, which the hold's lift gives back (`carry.EffectHold`); bicubic keeps it sharper, but its
 # overshoot piles up fine detail that the flow cannot follow: on carphone looped to 600 frames
 # (`balanced`) the warping error rose from 0.00076 to 0.00124 per 100 frames with bicubic and stayed at
 # 0.00033-0.00040 with bilinear, at the same effect (`benchmarks/temporal.py --real --long-frames`).
