@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -55,15 +54,6 @@ def step_ms(model, size: tuple[int, int], memory_format, dtype, repeats: int) ->
     return 1000 * (time.perf_counter() - started) / repeats
 
 
-def on_thread(fn, *args):
-    """`fn(*args)` on a new thread while this one stays alive (and keeps whatever OpenMP team it has)."""
-    box = []
-    thread = threading.Thread(target=lambda: box.append(fn(*args)))
-    thread.start()
-    thread.join()
-    return box[0]
-
-
 def run(resolution: str, repeats: int, threads: int | None, compile_: bool) -> dict:
     if threads:
         torch.set_num_threads(threads)
@@ -85,7 +75,8 @@ def run(resolution: str, repeats: int, threads: int | None, compile_: bool) -> d
     }
     step_ms(chosen, size, chosen.memory_format, None, 2)  # this thread now keeps an OpenMP team
     report["second_thread_ms"] = {
-        "beside_a_team": round(on_thread(step_ms, chosen, size, chosen.memory_format, None, repeats), 1),
+        # on_own_thread: a new thread, while this one waits and keeps its team
+        "beside_a_team": round(on_own_thread(step_ms, chosen, size, chosen.memory_format, None, repeats), 1),
         "this_thread": round(step_ms(chosen, size, chosen.memory_format, None, repeats), 1),
     }
     if compile_:

@@ -285,7 +285,7 @@ class Stylizer(WarmStartMode):
         return keep_colors(result, image) if self.preserve_colors else result
 
     def _frame_objective(self, image: torch.Tensor, targets: Targets) -> Objective:
-        """The stream frame's objective, reading its targets only from `targets` (`warm_frame`'s names;
+        """The stream frame's objective, reading its targets only from `targets` (`_warm_frame`'s names;
         of `image` only the size is used), so a captured step built on static copies of them serves
         every later frame of that size."""
         features = {layer: targets[f"content:{layer}"] for layer in self.content_layers}
