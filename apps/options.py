@@ -106,10 +106,11 @@ def add_io_options(parser: argparse.ArgumentParser, *, input_optional: bool = Fa
 VIDEO_OPTIONS = ["carry", "frame_iterations", "frame_octaves", "frame_step", "hold", "lift", "fill", "flow", "flow_preset", "flow_scale", "independent"]
 
 
-def add_video_options(parser: argparse.ArgumentParser, frame_note: str = "") -> None:
-    """Options for video inputs: temporal coherence and encoding."""
+def add_video_options(parser: argparse.ArgumentParser, frame_note: str = "", preset_note: str = "") -> None:
+    """Options for video inputs: temporal coherence and encoding. `--temporal-preset` is None unless
+    given (`render_options` reads None as `DEFAULT_PRESET`), so a command may choose another by mode."""
     group = parser.add_argument_group("video (when INPUT is a video file)", frame_note or None)
-    group.add_argument("--temporal-preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="per-frame work and flow settings; the options below override it (default %(default)s)")
+    group.add_argument("--temporal-preset", choices=list(PRESETS), help=f"per-frame work and flow settings; the options below override it (default {DEFAULT_PRESET}{preset_note})")
     add_settings(group, TemporalSettings, VIDEO_OPTIONS, defaults_from=DEFAULT_PRESET)
     group.add_argument("--no-cuda-graphs", action="store_true", help="on CUDA, run every frame's steps eagerly instead of replaying captured graphs (for comparison, or if a driver misbehaves)")
     group.add_argument("--no-audio", action="store_true", help="drop the audio track")

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from streamdream.settings import RAY_FADE, RAY_OVERLAP, preset
+from streamdream.settings import DEFAULT_PRESET, RAY_FADE, RAY_OVERLAP, preset
 
 from .options import VIDEO_OPTIONS
 
@@ -34,7 +34,7 @@ def render_options(args: argparse.Namespace) -> RenderOptions:
     """The options of `process_video` from the command line: the temporal preset with the flags that override it, and the encoding."""
     from streamdream.video import RenderOptions
 
-    settings = preset(args.temporal_preset).with_(**{name: getattr(args, name) for name in VIDEO_OPTIONS})
+    settings = preset(args.temporal_preset or DEFAULT_PRESET).with_(**{name: getattr(args, name) for name in VIDEO_OPTIONS})
     return RenderOptions(settings, seed=args.seed, max_side=args.max_side, crf=args.crf, preset=args.preset, allow_partial_input=args.allow_partial_input, audio=not args.no_audio)
 
 

@@ -21,8 +21,13 @@ A thin front end over the library. Design points:
   written into a fresh folder per request under the app's own work folder. Nothing is shared
   between users except the read-only models.
 * Controls follow the mode (`ui_modes.mode_view`): a dream shows its objective, style mode its
-  painting upload and a "style weight"; buttons and labels say "Dream" or "Paint". Every tab starts
-  at strength 1, the look of a still dream; the Live tab shows it as large as the camera preview.
+  method (Video, Still), the built-in styles' gallery and a painting upload (`ui_styles`) and a
+  "style strength"; buttons and labels say "Dream" or "Paint". Every tab starts at strength 1, the
+  look of a still dream; the Live tab shows it as large as the camera preview. The Live tab paints
+  with the style network, a built-in style selected from the start, so style needs no upload.
+* A live frame never raises a library error (`live_frame`): a bad painting, objective or frame is
+  one line in the readout and the stream goes on (with the built-in style, or the camera as it is).
+  The Still and Video tabs show an error once per click (`shown_as_error`).
 * Limits with clear messages: upload size (Gradio `max_file_size`), video duration, and the
   resolution (bigger inputs are downscaled with a notice).
 """
@@ -30,6 +35,7 @@ A thin front end over the library. Design points:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import sys
@@ -37,7 +43,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,9 +65,10 @@ from streamdream.settings import (
     LIVE_QUEUE_LIMIT,
     LIVE_SEAT_FPS,
     LIVE_SEAT_IDLE_S,
+    DEFAULT_BUILTIN_STYLE,
     PRESETS,
     STRENGTH,
-    STRENGTH_RANGE,
+    STYLE_METHOD,
     UI_LIVE_IDLE_S,
     UI_LIVE_TIME_LIMIT,
     UI_MAX_STILL_SIDE,
@@ -71,15 +78,29 @@ from streamdream.settings import (
     UI_STILL_SIDE,
     UI_VIDEO_SIDE,
     DreamSettings,
+    TemporalSettings,
     live_preset,
     preset,
 )
 
-from .ui_modes import MODES, TOOLS, available_models, device, frame_mode, layers, live_mode, mode_view, stream_settings, video_mode
+from .ui_modes import (
+    MODES,
+    TOOLS,
+    available_models,
+    device,
+    frame_mode,
+    layers,
+    live_mode,
+    mode_view,
+    stream_settings,
+    strength_slider,
+    video_mode,
+)
+from .ui_styles import CSS as STYLES_CSS, StyleControls, chosen_style, live_style, style_controls, style_method, thumbnails, uploaded
 
 LIVE_VIEW_HEIGHT = 360  # px: the camera preview and the live dream are shown at this same height
 # A live frame is small (240 px on a CPU); stretch the dream over its whole box, like the camera's preview.
-CSS = "#live-output img { width: 100%; height: 100%; object-fit: contain; }"
+CSS = "#live-output img { width: 100%; height: 100%; object-fit: contain; }\n" + STYLES_CSS
 
 
 # ---------------------------------------------------------------- per-session state
@@ -214,24 +235,44 @@ class App:
 
 
 def live_frame(frame, model, objective, strength, iterations, carry, preset_name, state: LiveState | None,
-               kind: str = "dream", style_path: str | None = None, *, engine: LiveEngine | None = None):
-    """One webcam frame in, its dream out, plus the fps/latency readout. Called per streamed frame
-    (never without one: `App.live` answers those).
+               kind: str = "dream", painting: str | None = None, builtin: str = DEFAULT_BUILTIN_STYLE, *, engine: LiveEngine | None = None):
+    """One webcam frame in, its dream or painting out, plus the fps/latency readout. Called per
+    streamed frame (never without one: `App.live` answers those).
 
     The frame goes to this browser session's stream on the live engine (default: the process's
     shared one) and the call returns with its result, or with a newer frame's if one replaced it.
-    The controls apply to the running stream from this frame on; a new strength keeps the warm
-    state, a new mode, model, objective or painting starts afresh.
+    The controls apply to the running stream from this frame on (`_live_session`). Style mode paints
+    with the uploaded `painting`, or the `builtin` style while there is none or it cannot be painted
+    with (`ui_styles.live_style`).
+
+    A frame never raises a library error: called ten times a second, it would show a toast each time
+    and freeze the picture. What went wrong is one line in the readout, with what is shown instead:
+    the built-in style for a bad painting, the camera as it is for a mode that cannot be built or run.
     """
     state = state if isinstance(state, LiveState) else LiveState()
     frame = np.ascontiguousarray(frame[..., :3])
     side = LIVE_MAX_SIDE.on(device())
     if max(frame.shape[:2]) > side:  # shrink big camera frames; never blow small ones up
         frame = resize_max_side(frame, side)
-    mode = live_mode(kind, model, objective, strength, style_path)
-    settings = stream_settings(preset_name, carry, iterations)
-    key = (kind, model, objective, style_path)
-    engine = engine or shared_engine()
+    style, note = live_style(painting, builtin) if kind == "style" else (None, "")
+    try:
+        mode = live_mode(kind, model, objective, strength, style)
+        live = _live_session(state, mode, stream_settings(preset_name, carry, iterations), (kind, model, objective, style), engine or shared_engine())
+        result = live.wait(live.submit(frame))
+    except StreamdreamError as exc:
+        return frame, state, f"{exc} · showing the camera as it is"
+    t = live.stream.timings
+    readout = (
+        f"fps {live.fps():.1f} · latency {result.latency_ms:.0f} ms (flow {t.flow_ms:.0f}, {kind} {t.optimize_ms:.0f})"
+        f" · {frame.shape[1]}x{frame.shape[0]} · frame {live.processed}" + (f" · {live.dropped} dropped" if live.dropped else "")
+    )
+    return result.image, state, f"{note} · {readout}" if note else readout
+
+
+def _live_session(state: LiveState, mode, settings: TemporalSettings, key: tuple, engine: LiveEngine) -> LiveSession:
+    """This browser session's stream on `engine`, running `mode` with `settings` from its next frame:
+    opened (again) when there is none or it failed; a new strength keeps its warm state, a new mode,
+    model, objective or style (`key`) starts it afresh."""
     live = state.session
     if live is None or live.closed or live.engine is not engine:
         live = state.session = engine.open(mode, settings, seed=0)
@@ -240,16 +281,7 @@ def live_frame(frame, model, objective, strength, iterations, carry, preset_name
             live.reset()
         live.mode, live.settings = mode, settings
     state.key = key
-    try:
-        result = live.wait(live.submit(frame))
-    except StreamdreamError as exc:
-        raise gr.Error(str(exc)) from None
-    t = live.stream.timings
-    readout = (
-        f"fps {live.fps():.1f} · latency {result.latency_ms:.0f} ms (flow {t.flow_ms:.0f}, dream {t.optimize_ms:.0f})"
-        f" · {frame.shape[1]}x{frame.shape[0]} · frame {live.processed}" + (f" · {live.dropped} dropped" if live.dropped else "")
-    )
-    return result.image, state, readout
+    return live
 
 
 def preset_values(preset_name: str):
@@ -260,6 +292,15 @@ def preset_values(preset_name: str):
 # ---------------------------------------------------------------- still
 
 
+@contextlib.contextmanager
+def shown_as_error() -> Iterator[None]:
+    """A library error as Gradio's error message: one toast for the click that caused it (Still, Video)."""
+    try:
+        yield
+    except StreamdreamError as exc:
+        raise gr.Error(str(exc)) from None
+
+
 def image_tool(kind: str, rgb: np.ndarray | None, model: str, objective: str, class_index: int, seed: int) -> tuple[np.ndarray, str]:
     """The image-gradient tools of the Still tab: (picture to show, one line about it)."""
     from streamdream import gradients
@@ -267,7 +308,7 @@ def image_tool(kind: str, rgb: np.ndarray | None, model: str, objective: str, cl
 
     model = model or DEFAULT_MODEL
     index = int(class_index)
-    try:
+    with shown_as_error():
         if kind == "classviz":
             label = imagenet_labels()[index] if 0 <= index < 1000 else "?"
             return gradients.class_visualization(index, seed=seed, model=model), f"class {index} ({label}) grown from noise"
@@ -282,18 +323,15 @@ def image_tool(kind: str, rgb: np.ndarray | None, model: str, objective: str, cl
             return result.image, f"now seen as class {index} ({imagenet_labels()[index]}) after {result.iterations} steps, L-inf {255 * result.linf:.0f}/255"
         layer = objective or "stem"
         return gradients.invert(rgb, layer, model=model, seed=seed), f"reconstructed from the features of {layer}"
-    except StreamdreamError as exc:
-        raise gr.Error(str(exc)) from None
 
 
 def dream_still(path, model, objective, strength, octaves, iterations, max_side, seed, app: App,
-                kind: str = "dream", style_path: str | None = None, class_index: int = 1):
+                kind: str = "dream", style_path: str | None = None, class_index: int = 1, method: str = STYLE_METHOD,
+                builtin: str = DEFAULT_BUILTIN_STYLE):
     rgb, note = None, "from noise"
     if path:
-        try:
+        with shown_as_error():
             rgb = load_image(path).rgb
-        except StreamdreamError as exc:
-            raise gr.Error(str(exc)) from None
         side = min(int(max_side), UI_MAX_STILL_SIDE)
         h, w = rgb.shape[:2]
         note = f"{w}x{h}"
@@ -308,7 +346,8 @@ def dream_still(path, model, objective, strength, octaves, iterations, max_side,
         out, about = app.engine.run(image_tool, kind, rgb, model, objective, class_index, int(seed))
         note = f"{note} · {about}"
     else:
-        mode = frame_mode(kind, model, objective, strength, style_path, int(octaves), int(iterations))
+        with shown_as_error():
+            mode = frame_mode(kind, model, objective, strength, chosen_style(style_path, builtin), int(octaves), int(iterations), method)
         with app.engine.exclusive():
             out = mode.still(rgb, int(seed))
     rgb = out if rgb is None else rgb
@@ -323,16 +362,15 @@ def dream_still(path, model, objective, strength, octaves, iterations, max_side,
 
 
 def dream_video(path, model, objective, strength, carry, iterations, preset_name, max_side, app: App,
-                request: gr.Request = None, progress=gr.Progress(), kind: str = "dream", style_path: str | None = None):
+                request: gr.Request = None, progress=gr.Progress(), kind: str = "dream", style_path: str | None = None,
+                method: str = STYLE_METHOD, builtin: str = DEFAULT_BUILTIN_STYLE):
     from streamdream.io.video import probe_video
     from streamdream.video import RenderOptions, fit_max_side, process_video
 
     if not path:
         raise gr.Error("upload a video first")
-    try:
+    with shown_as_error():
         info = probe_video(path)
-    except StreamdreamError as exc:
-        raise gr.Error(str(exc)) from None
     if info.duration and info.duration > app.max_video_seconds:
         raise gr.Error(f"the video is {info.duration:.1f} s long; the limit here is {app.max_video_seconds:.0f} s")
     notes = []
@@ -340,8 +378,9 @@ def dream_video(path, model, objective, strength, carry, iterations, preset_name
     if (fitted.width, fitted.height) != (info.width, info.height):
         notes.append(f"downscaled from {info.width}x{info.height} to {fitted.width}x{fitted.height}")
         gr.Info(notes[-1])
-    mode = app.engine.serialized(video_mode(kind, model, objective, strength, style_path))  # first frame: as the CLI
-    settings = stream_settings(preset_name, carry, iterations)
+    with shown_as_error():
+        mode = app.engine.serialized(video_mode(kind, model, objective, strength, chosen_style(style_path, builtin), method))  # first frame: as the CLI
+        settings = stream_settings(preset_name, carry, iterations)
     cancel = app.cancel_event(request)
     cancel.clear()
     dst = app.output_folder() / f"{kind}.mp4"
@@ -373,24 +412,34 @@ def cancel_video(request: gr.Request, app: App):
 # ---------------------------------------------------------------- layout
 
 
-def _mode_controls(tab: str, modes: tuple[str, ...] = MODES):
-    """Dream or style (or a tool), and the painting style mode copies (shown in style mode only)."""
+def _mode_controls(tab: str, pictures: tuple, modes: tuple[str, ...] = MODES, *, methods: bool = True):
+    """Dream or style (or a tool), and the style controls shown in style mode (`ui_styles.style_controls`),
+    the built-in styles' gallery showing `pictures`. Without `methods` (Live) a style is the network's."""
     with gr.Row():
         kind = gr.Radio(list(modes), value="dream", label="mode", elem_id=f"{tab}-mode")
-        painting = gr.Image(sources=["upload"], type="filepath", label="style painting", height=120, visible=False, elem_id=f"{tab}-style")
-    return kind, painting
+        method = style_method(tab) if methods else None
+    return kind, style_controls(tab, pictures, method)
 
 
-def _follow_mode(kind: gr.Radio, **controls: gr.components.Component) -> None:
-    """Show, hide and relabel a tab's controls when its mode changes (`ui_modes.mode_view`)."""
+def _follow_mode(kind: gr.Radio, style: StyleControls, **controls: gr.components.Component) -> None:
+    """Show, hide, relabel and re-range a tab's style controls and `controls` when its mode or style
+    method changes (`ui_modes.mode_view`)."""
+    controls = {**style.parts(), **controls}
     parts = tuple(controls)
-    kind.change(lambda k: mode_view(k, parts), kind, list(controls.values()), queue=False, api_visibility="private")
+    inputs = [kind] if style.method is None else [kind, style.method]
+    gr.on([control.change for control in inputs], lambda k, m=STYLE_METHOD: mode_view(k, parts, m), inputs, list(controls.values()),
+          queue=False, api_visibility="private")
+
+
+def _strength(tab: str) -> gr.Slider:
+    """A tab's strength slider, as for a dream (the mode re-ranges it: `ui_modes.strength_slider`)."""
+    return gr.Slider(**strength_slider("dream"), label="strength", elem_id=f"{tab}-strength")
 
 
 def _model_controls(default_objective: str, tab: str):
     models = available_models()
     with gr.Row():
-        model = gr.Dropdown(models, value=models[0], label="model")
+        model = gr.Dropdown(models, value=models[0], label="model", elem_id=f"{tab}-model")
         objective = gr.Dropdown(list(layers(models[0])), value=default_objective, allow_custom_value=True, elem_id=f"{tab}-objective",
                                 label="objective / layer", info='a layer, "blocks.4:39", "logit:285", "blocks.4 + 0.5*blocks.5"')
     model.change(lambda m: gr.update(choices=list(layers(m)), value=create_model(m, device="cpu").defaults.dream), model, objective,
@@ -405,21 +454,24 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
     app = App(workdir, max_video_seconds=max_video_seconds, live_time_limit=live_time_limit, max_live=max_live, engine=engine)
     default_objective = create_model(DEFAULT_MODEL, device="cpu").defaults.dream
     live = live_preset(device())
+    with app.engine.exclusive():
+        pictures = thumbnails(device())
 
-    def live_endpoint(frame, model, objective, strength, iterations, carry, preset_name, state, kind="dream", style_path=None,
-                      request: gr.Request = None):
+    def live_endpoint(frame, model, objective, strength, iterations, carry, preset_name, state, kind="dream", painting=None,
+                      builtin=DEFAULT_BUILTIN_STYLE, request: gr.Request = None):
         def serve():
-            return live_frame(frame, model, objective, strength, iterations, carry, preset_name, state, kind, style_path, engine=app.engine)
+            return live_frame(frame, model, objective, strength, iterations, carry, preset_name, state, kind, painting, builtin, engine=app.engine)
 
         return app.live(frame, state, request, serve)
 
-    def still_endpoint(path, model, objective, strength, octaves, iterations, max_side, seed, kind="dream", style_path=None, class_index=1):
-        return dream_still(path, model, objective, strength, octaves, iterations, max_side, seed, app, kind, style_path, class_index)
+    def still_endpoint(path, model, objective, strength, octaves, iterations, max_side, seed, kind="dream", style_path=None, class_index=1,
+                       method=STYLE_METHOD, builtin=DEFAULT_BUILTIN_STYLE):
+        return dream_still(path, model, objective, strength, octaves, iterations, max_side, seed, app, kind, style_path, class_index, method, builtin)
 
     def video_endpoint(path, model, objective, strength, carry, iterations, preset_name, max_side, kind="dream", style_path=None,
-                       request: gr.Request = None, progress=gr.Progress()):
+                       method=STYLE_METHOD, builtin=DEFAULT_BUILTIN_STYLE, request: gr.Request = None, progress=gr.Progress()):
         return dream_video(path, model, objective, strength, carry, iterations, preset_name, max_side, app, request, progress,
-                           kind, style_path)
+                           kind, style_path, method, builtin)
 
     def cancel_endpoint(request: gr.Request):
         return cancel_video(request, app)
@@ -434,18 +486,20 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                     live_out = gr.Image(label="dream", type="numpy", format="jpeg", interactive=False, height=LIVE_VIEW_HEIGHT,
                                         elem_id="live-output", buttons=["download", "fullscreen"])
                 readout = gr.Textbox(label="fps / latency", value="start the webcam", interactive=False, elem_id="live-readout")
-                l_kind, l_style = _mode_controls("live")
+                l_kind, l_style = _mode_controls("live", pictures, methods=False)
+                l_painting = gr.State(None)  # the uploaded painting's path, taken unopened (`ui_styles.uploaded`)
+                l_style.painting.change(uploaded, l_style.painting, l_painting, preprocess=False, queue=False, api_visibility="private")
                 l_model, l_objective = _model_controls(default_objective, "live")
                 with gr.Row():
-                    l_strength = gr.Slider(0.25, STRENGTH_RANGE.high, value=STRENGTH, step=0.25, label="strength", elem_id="live-strength")
+                    l_strength = _strength("live")
                     l_iters = gr.Slider(0, 5, value=PRESETS[live].frame_iterations, step=1, label="iterations per frame", elem_id="live-iterations")
                     l_carry = gr.Slider(0, 1, value=PRESETS[live].carry, step=0.05, label="temporal carry", elem_id="live-carry")
                     l_preset = gr.Dropdown(list(PRESETS), value=live, label="preset")
                 l_preset.change(preset_values, l_preset, [l_iters, l_carry], queue=False, api_visibility="private")
-                _follow_mode(l_kind, objective=l_objective, painting=l_style, strength=l_strength, output=live_out)
+                _follow_mode(l_kind, l_style, model=l_model, objective=l_objective, strength=l_strength, frame_iterations=l_iters, output=live_out)
                 cam.stream(
                     live_endpoint,
-                    [cam, l_model, l_objective, l_strength, l_iters, l_carry, l_preset, live_state, l_kind, l_style],
+                    [cam, l_model, l_objective, l_strength, l_iters, l_carry, l_preset, live_state, l_kind, l_painting, l_style.builtin],
                     [live_out, live_state, readout],
                     api_name="live_frame",
                     stream_every=0.1,
@@ -458,11 +512,11 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                 with gr.Row():
                     v_in = gr.Video(sources=["upload"], label="video", elem_id="video-input")
                     v_out = gr.Video(label="dream", interactive=False, elem_id="video-output")
-                v_kind, v_style = _mode_controls("video")
+                v_kind, v_style = _mode_controls("video", pictures)
                 v_model, v_objective = _model_controls(default_objective, "video")
                 with gr.Row():
-                    v_strength = gr.Slider(0.25, STRENGTH_RANGE.high, value=STRENGTH, step=0.25, label="strength", elem_id="video-strength")
-                    v_iters = gr.Slider(0, 10, value=PRESETS[DEFAULT_PRESET].frame_iterations, step=1, label="iterations per frame")
+                    v_strength = _strength("video")
+                    v_iters = gr.Slider(0, 10, value=PRESETS[DEFAULT_PRESET].frame_iterations, step=1, label="iterations per frame", elem_id="video-iterations")
                     v_carry = gr.Slider(0, 1, value=PRESETS[DEFAULT_PRESET].carry, step=0.05, label="temporal carry")
                     v_preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="preset")
                     v_side = gr.Slider(64, 1920, value=UI_VIDEO_SIDE.on(device()), step=16, label="max side (px)")
@@ -471,12 +525,12 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                     v_go = gr.Button("Dream", variant="primary", elem_id="video-go")
                     v_stop = gr.Button("Cancel", variant="stop")
                     v_file = gr.DownloadButton("Download", elem_id="video-download")
-                _follow_mode(v_kind, objective=v_objective, painting=v_style, strength=v_strength, button=v_go, output=v_out)
+                _follow_mode(v_kind, v_style, model=v_model, objective=v_objective, strength=v_strength, frame_iterations=v_iters, button=v_go, output=v_out)
                 v_note = gr.Textbox(label="status", interactive=False)
                 gr.Examples([[p] for p in app.example_videos()], inputs=[v_in], label="sample clips")
                 render = v_go.click(
                     video_endpoint,
-                    [v_in, v_model, v_objective, v_strength, v_carry, v_iters, v_preset, v_side, v_kind, v_style],
+                    [v_in, v_model, v_objective, v_strength, v_carry, v_iters, v_preset, v_side, v_kind, v_style.painting, v_style.method, v_style.builtin],
                     [v_out, v_file, v_note],
                     api_name="dream_video",
                     concurrency_limit=UI_RENDERS,
@@ -488,24 +542,26 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                 with gr.Row():
                     s_in = gr.Image(sources=["upload", "clipboard"], type="filepath", label="picture", elem_id="still-input")
                     s_out = gr.ImageSlider(label="before / after", interactive=False, elem_id="still-output")
-                s_kind, s_style = _mode_controls("still", MODES + TOOLS)
+                s_kind, s_style = _mode_controls("still", pictures, MODES + TOOLS)
                 s_model, s_objective = _model_controls(default_objective, "still")
                 with gr.Row():
-                    s_strength = gr.Slider(0.25, STRENGTH_RANGE.high, value=STRENGTH, step=0.25, label="strength", elem_id="still-strength")
-                    s_octaves = gr.Slider(1, 8, value=DreamSettings.default("octaves"), step=1, label="octaves")
-                    s_iters = gr.Slider(1, 50, value=DreamSettings.default("iterations"), step=1, label="iterations per octave")
+                    s_strength = _strength("still")
+                    s_octaves = gr.Slider(1, 8, value=DreamSettings.default("octaves"), step=1, label="octaves", elem_id="still-octaves")
+                    s_iters = gr.Slider(1, 50, value=DreamSettings.default("iterations"), step=1, label="iterations per octave", elem_id="still-iterations")
                     s_side = gr.Slider(64, UI_MAX_STILL_SIDE, value=UI_STILL_SIDE.on(device()), step=16, label="max side (px)")
                     s_seed = gr.Number(0, precision=0, label="seed")
                     s_class = gr.Number(1, precision=0, label="ImageNet class", visible=False, elem_id="still-class")
                 with gr.Row():
                     s_go = gr.Button("Dream", variant="primary", elem_id="still-go")
                     s_file = gr.DownloadButton("Download", elem_id="still-download")
-                _follow_mode(s_kind, objective=s_objective, painting=s_style, strength=s_strength, class_index=s_class, button=s_go)
+                _follow_mode(s_kind, s_style, model=s_model, objective=s_objective, strength=s_strength, octaves=s_octaves, iterations=s_iters,
+                             class_index=s_class, button=s_go)
                 s_note = gr.Textbox(label="status", interactive=False)
                 gr.Examples([[p] for p in app.example_stills()], inputs=[s_in], label="sample photos")
                 s_go.click(
                     still_endpoint,
-                    [s_in, s_model, s_objective, s_strength, s_octaves, s_iters, s_side, s_seed, s_kind, s_style, s_class],
+                    [s_in, s_model, s_objective, s_strength, s_octaves, s_iters, s_side, s_seed, s_kind, s_style.painting, s_class, s_style.method,
+                     s_style.builtin],
                     [s_out, s_file, s_note],
                     api_name="dream_still",
                     concurrency_limit=UI_RENDERS,

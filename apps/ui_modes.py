@@ -2,18 +2,24 @@
 
 * Live: a stream's frames are cheap. A dream keeps the still defaults anyway: they make the first
   frame under the GPU preset, and under the CPU preset (which grows the dream from the frame) the
-  effect the stream is held at (`Dreamer.still_effect`). A style stream's first frame is cut
-  short (`settings.LIVE_STYLE_FIRST`).
+  effect the stream is held at (`Dreamer.still_effect`). A style is painted by the style network
+  (`NetStylizer`), the only painter fast enough for a camera: tens of milliseconds a frame where
+  the optimizer takes seconds.
 * Video: the first frame (and every cut) gets the full still treatment the CLI gives it, the mode's
   default octaves and iterations (`streamdream dream` / `streamdream style` on a video).
-* Still: the tab's own octave and iteration sliders.
+* Still: the tab's own octave and iteration sliders (the optimizer's pyramid: dreams and the
+  "optimize" style method).
+* Video and Still paint a style by the method the tab says (`settings.STYLE_METHODS`, through
+  `create_stylizer`).
 
-Strength is the modes' own (`Dreamer(strength=...)` scales the dream step, `Stylizer(strength=...)` the
-style weight); 1 is the library's default, in the Live tab too: a live dream is held at its still's
-effect, so live, video and still look alike.
+Strength is the modes' own (`Dreamer(strength=...)` scales the dream step, a style's how strongly it
+paints); 1 is the library's default, in the Live tab too: a live dream is held at its still's
+effect, so live, video and still look alike. The style network takes at most 1
+(`settings.NET_STRENGTH_RANGE`), so the slider's range follows the painter (`strength_slider`).
 
-The controls follow the mode (`mode_view`): a dream shows its objective, a style its painting and a
-"style weight", and the buttons and labels say "Dream" or "Paint".
+The controls follow the mode and the style method (`mode_view`): a dream shows its objective, a
+style its method, the built-in styles (the network's only), its painting and a "style strength";
+the buttons and labels say "Dream" or "Paint".
 """
 
 from __future__ import annotations
@@ -27,11 +33,25 @@ from streamdream.dream import Dreamer
 from streamdream.errors import StreamdreamError
 from streamdream.models import create_model, list_models
 from streamdream.runtime import resolve_device
-from streamdream.settings import DEFAULT_MODEL, LIVE_STYLE_FIRST, DreamSettings, StyleSettings, TemporalSettings, live_preset, preset
+from streamdream.settings import (
+    DEFAULT_MODEL,
+    NET_STRENGTH_RANGE,
+    STRENGTH,
+    STRENGTH_RANGE,
+    STYLE_METHOD,
+    DreamSettings,
+    StyleSettings,
+    TemporalSettings,
+    live_preset,
+    preset,
+)
 from streamdream.style import Stylizer
+from streamdream.style_net import NetStylizer, create_stylizer
 
 MODES = ("dream", "style")
 TOOLS = ("saliency", "fool", "classviz", "invert")  # Still tab only: the image-gradient tools
+STRENGTH_STEP = 0.25  # the strength slider's step for dreams and the optimizer (0.25 to 4)
+NET_STRENGTH_STEP = 0.05  # and for the style network (0.05 to 1)
 
 
 def available_models() -> list[str]:
@@ -55,20 +75,25 @@ def _dreamer(model: str, objective: str, strength: float, octaves: int, iteratio
 
 
 @functools.lru_cache(maxsize=8)
-def _stylizer(model: str, style_path: str, strength: float, octaves: int, iterations: int) -> Stylizer:
-    return Stylizer([style_path], model=model, octaves=octaves, iterations=iterations, strength=strength, device="auto")
+def _stylizer(method: str, style: str, strength: float, model: str | None = None, octaves: int | None = None,
+              iterations: int | None = None) -> NetStylizer | Stylizer:
+    """The style `method` paints `style` with (a painting's file or a built-in style's name); the
+    network reads no model, octaves or iterations, so it is cached by style and strength alone."""
+    return create_stylizer(method, style, model=model, octaves=octaves, iterations=iterations, strength=strength, device="auto")
 
 
-def frame_mode(kind: str, model: str, objective: str, strength: float, style_path: str | None, octaves: int, iterations: int):
-    """A `Dreamer`, or a `Stylizer` of the uploaded painting, at `strength`."""
-    try:
-        if kind != "style":
-            return _dreamer(model or DEFAULT_MODEL, (objective or "").strip(), round(float(strength), 3), int(octaves), int(iterations))
-        if not style_path:
-            raise gr.Error("style mode needs a style painting: upload one")
-        return _stylizer(model or DEFAULT_MODEL, str(style_path), round(float(strength), 3), int(octaves), int(iterations))
-    except StreamdreamError as exc:
-        raise gr.Error(str(exc)) from None
+def frame_mode(kind: str, model: str, objective: str, strength: float, style: str | None, octaves: int, iterations: int,
+               method: str = STYLE_METHOD):
+    """A `Dreamer`, or the style `method` painting `style`, at `strength`. Raises `StreamdreamError`
+    with a one-line message (a bad objective or painting, a built-in style for the optimizer)."""
+    strength = round(float(strength), 3)
+    if kind != "style":
+        return _dreamer(model or DEFAULT_MODEL, (objective or "").strip(), strength, int(octaves), int(iterations))
+    if not style:
+        raise StreamdreamError("style mode needs a painting or a built-in style")
+    if method == "net":
+        return _stylizer(method, style, strength)
+    return _stylizer(method, style, strength, model or DEFAULT_MODEL, int(octaves), int(iterations))
 
 
 def still_defaults(kind: str) -> tuple[int, int]:
@@ -77,39 +102,68 @@ def still_defaults(kind: str) -> tuple[int, int]:
     return defaults.octaves, defaults.iterations
 
 
-def live_mode(kind: str, model: str, objective: str, strength: float, style_path: str | None):
-    return frame_mode(kind, model, objective, strength, style_path, *(LIVE_STYLE_FIRST if kind == "style" else still_defaults(kind)))
+def live_mode(kind: str, model: str, objective: str, strength: float, style: str | None):
+    """A live stream's dream, or its style painted by the network."""
+    return frame_mode(kind, model, objective, strength, style, *still_defaults(kind), method=STYLE_METHOD)
 
 
-def video_mode(kind: str, model: str, objective: str, strength: float, style_path: str | None):
-    return frame_mode(kind, model, objective, strength, style_path, *still_defaults(kind))
+def video_mode(kind: str, model: str, objective: str, strength: float, style: str | None, method: str = STYLE_METHOD):
+    return frame_mode(kind, model, objective, strength, style, *still_defaults(kind), method=method)
 
 
 def stream_settings(preset_name: str, carry: float, iterations: int) -> TemporalSettings:
     """A temporal preset (as `--temporal-preset`) with the tab's carry and iterations per frame."""
-    try:
-        return preset(preset_name or live_preset(device())).with_(carry=float(carry), frame_iterations=int(iterations))
-    except StreamdreamError as exc:
-        raise gr.Error(str(exc)) from None
+    return preset(preset_name or live_preset(device())).with_(carry=float(carry), frame_iterations=int(iterations))
+
+
+def strength_slider(kind: str, method: str = STYLE_METHOD) -> dict:
+    """The strength slider's bounds, step and value for a dream, or a style painted by `method`.
+
+    Every strength is "above 0", so the lowest stop is one step; the network's highest is 1.
+    """
+    if kind != "style":
+        bounds, step = STRENGTH_RANGE, STRENGTH_STEP
+    elif method == "net":
+        bounds, step = NET_STRENGTH_RANGE, NET_STRENGTH_STEP
+    else:
+        bounds, step = StyleSettings.bounds("strength"), STRENGTH_STEP
+    return {"minimum": step, "maximum": bounds.high, "step": step, "value": STRENGTH}
 
 
 # What each mode calls things: (verb on buttons, strength's label, the result's label).
-_WORDS = {"dream": ("Dream", "strength", "dream"), "style": ("Paint", "style weight", "painting")}
-VIEW_PARTS = ("objective", "painting", "strength", "class_index", "button", "output")
+_WORDS = {"dream": ("Dream", "strength", "dream"), "style": ("Paint", "style strength", "painting")}
+VIEW_PARTS = ("model", "objective", "method", "styles", "builtin", "painting", "strength", "frame_iterations", "octaves", "iterations",
+              "class_index", "button", "output")
 
 
-def mode_view(kind: str, parts: tuple[str, ...] = VIEW_PARTS) -> tuple:
-    """The `gr.update`s of a tab's controls when its mode becomes `kind`, in the order of `parts`.
+def mode_view(kind: str, parts: tuple[str, ...] = VIEW_PARTS, method: str = STYLE_METHOD) -> tuple:
+    """The `gr.update`s of a tab's controls when its mode becomes `kind` (or its style method
+    `method`), in the order of `parts`.
 
-    objective: dreams (and feature inversion's layer) only; painting: style only; strength: dream and
-    style, labelled "style weight" in style mode; class_index: fooling and class visualization;
-    button and output: "Dream" / "Paint" (a tool: its name).
+    model: everything but the style network, which has its own; objective: dreams (and feature
+    inversion's layer) only; method and painting: style only; styles (the built-in styles' gallery)
+    and builtin (the selected one): the network only, the optimizer needs a painting; strength:
+    dream and style, labelled "style strength" in style mode, over the painter's range
+    (`strength_slider`); frame_iterations: every stream but the network's, which paints each frame
+    in one pass; octaves and iterations: the optimizer's pyramid, dreams' and the "optimize"
+    method's; class_index: fooling and class visualization; button and output: "Dream" / "Paint" (a
+    tool: its name).
     """
     verb, strength, result = _WORDS.get(kind, (kind.capitalize(), "strength", kind))
+    style = kind == "style"
+    network = style and method == "net"
+    pyramid = not style or method == "optimize"
     views = {
+        "model": gr.update(visible=not network),
         "objective": gr.update(visible=kind in ("dream", "invert")),
-        "painting": gr.update(visible=kind == "style"),
-        "strength": gr.update(visible=kind in MODES, label=strength),
+        "method": gr.update(visible=style),
+        "styles": gr.update(visible=network),
+        "builtin": gr.update(visible=network),
+        "painting": gr.update(visible=style),
+        "strength": gr.update(visible=kind in MODES, label=strength, **strength_slider(kind, method)),
+        "frame_iterations": gr.update(visible=not network),
+        "octaves": gr.update(visible=pyramid),
+        "iterations": gr.update(visible=pyramid),
         "class_index": gr.update(visible=kind in ("fool", "classviz")),
         "button": gr.update(value=verb),
         "output": gr.update(label=result),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import inspect
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 
 def run_defaults(function: Callable) -> dict:
@@ -29,3 +31,21 @@ def main(run: Callable[..., dict], doc: str, add_arguments: Callable[[argparse.A
     parser.set_defaults(**run_defaults(run))
     args = parser.parse_args()
     print(json.dumps(run(**{**vars(args), "device": str(configure(args.device))})))
+
+
+def machine(**extra: object) -> dict:
+    """Where a figure was measured: the processor, PyTorch, its threads and the date (and `extra`)."""
+    import torch
+
+    from streamdream.models.layout import processor
+
+    return {"processor": processor(), "torch": torch.__version__, "threads": torch.get_num_threads(), **extra,
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+
+
+def print_report(report: dict, out: str | Path | None = None) -> None:
+    """The report as one JSON line on stdout; with `out`, also written there, indented (e.g. into docs/)."""
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report))

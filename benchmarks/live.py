@@ -12,6 +12,7 @@ the same measurement for other scripts (`benchmarks/suite.py`).
     python benchmarks/live.py --device cuda --resolution 1280x720 --frames 300 --preset balanced
     python benchmarks/live.py --device cuda --resolution 640x480 --frames 300 --eager   # without CUDA graphs
     python benchmarks/live.py --device cuda --resolution 640x480 --frames 300 --style ../shared/styles/starry_night.jpg
+    python benchmarks/live.py --device cpu --resolution 320x240 --style builtin:19 --method net
     python benchmarks/live.py --device cpu --resolution 160x120 --sessions 4 --frames 40
     python benchmarks/live.py --device cuda --resolution 640x480 --sessions 16 --frames 300
 """
@@ -36,8 +37,8 @@ from streamdream.dream import Dreamer  # noqa: E402
 from streamdream.carry import FrameMode  # noqa: E402
 from streamdream.engine import LiveEngine, LiveResult  # noqa: E402
 from benchmarks import common  # noqa: E402
-from streamdream.settings import TemporalSettings, live_preset, preset  # noqa: E402
-from streamdream.style import Stylizer  # noqa: E402
+from streamdream.settings import STYLE_METHOD, TemporalSettings, live_preset, preset  # noqa: E402
+from streamdream.style_net import create_stylizer  # noqa: E402
 
 VISITORS = [(None, 1.0), ("blocks.3:5", 2.0), ("blocks.4", 0.5), ("blocks.4:39", 1.5)]
 """What the simulated visitors choose (objective, strength), in turn: no two neighbours alike."""
@@ -128,6 +129,7 @@ def run(
     source_fps: float = 30.0,
     eager: bool = False,
     style=None,
+    method: str = STYLE_METHOD,
     sessions: int = 1,
     deadline: float | None = None,
 ) -> dict:
@@ -136,14 +138,14 @@ def run(
     One session: throughput, latency, stage timings and memory. Several (`sessions`): N cameras,
     each with its own objective and strength (`VISITORS`), served together by one engine, and one
     session alone with the first visitor's settings measured first in the same run, for `scaling`.
-    `style`: a painting (path or picture) for neural style instead of the dream. `deadline` (a
+    `style`: a painting (path or picture, or "builtin:N") for neural style by `method` instead of the dream. `deadline` (a
     `time.perf_counter()` value) ends the measurement early with the results so far, so a caller
     with a time budget is never held up; fewer than two steady results by then is a TimeoutError.
     """
     width, height = (int(v) for v in resolution.split("x"))
     options = {"device": device, "cuda_graphs": not eager}
     if style is not None:
-        modes = [Stylizer(style, **options)] * sessions
+        modes = [create_stylizer(method, style, **options)] * sessions
     else:
         modes = [Dreamer(objective=objective, strength=strength, **options) for objective, strength in VISITORS]
         modes = [modes[i % len(modes)] for i in range(sessions)]
@@ -156,7 +158,7 @@ def run(
     latencies = np.array([r.latency_ms for r, _, _ in kept])
     report = {
         "device": str(modes[0].device),
-        "mode": "style" if style is not None else "dream",
+        "mode": f"style ({method})" if style is not None else "dream",
         "resolution": resolution,
         "preset": name,
         "source_fps": source_fps,
@@ -196,7 +198,8 @@ def main() -> None:
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--frames", type=int, help="results to collect after the first frame (default %(default)s)")
         parser.add_argument("--source-fps", type=float, help="the simulated camera's frame rate (default %(default)s)")
-        parser.add_argument("--style", metavar="PAINTING", help="neural style with this painting instead of the dream")
+        parser.add_argument("--style", metavar="PAINTING", help="neural style with this painting (or builtin:N) instead of the dream")
+        parser.add_argument("--method", help="style method: net, refine or optimize (default %(default)s)")
         parser.add_argument("--sessions", type=int, help="live sessions served together, each its own camera, objective and strength; "
                             "also measures one session alone in the same run (default %(default)s)")
 

@@ -4,9 +4,10 @@ On a GPU a live step is launch-bound (hundreds of small kernels per forward and 
 a batch of frames costs little more than one; on a small CPU frame a batch still pays for its
 overheads once. So a stream's frame is not run where it is decided: the stream plans it (`Work`,
 `StreamSession.begin`), and one `tick` gathers the plans of every stream with a pending frame and
-runs them. Works with the same `batch_key` (same model, working size, step count, octaves and step
-rule but the step size) run as one `optimize` call (`run_stacked`), each sample with its own
-objective, strength, warm start and jitter; the rest run one by one.
+runs them. Works with the same `batch_key` run as one batch: optimizer calls with the same model,
+working size, step count, octaves and step rule but the step size as one `optimize` call
+(`run_stacked`), each sample with its own objective, strength, warm start and jitter; a style
+network's frames of one size as one pass (`streamdream.style_net.PaintCall`). The rest run one by one.
 
 Frames of slightly different sizes would never share a batch, nor a captured CUDA graph; `tick` pads
 each frame to a size bucket (`to_bucket`) first and crops the result back.
@@ -43,7 +44,8 @@ a batch and a captured graph, at the cost of at most 15 padded rows and columns.
 class Work(Protocol):
     """A frame's model work, planned but not yet run (`streamdream.carry.FrameMode.plan_next_frame`).
 
-    Works with equal, non-None `batch_key`s may run as one batch (`run_planned`).
+    Works with equal, non-None `batch_key`s may run as one batch (`run_planned`): theirs is the
+    static `run_batch(works) -> results`.
     """
 
     batch_key: Hashable | None
@@ -82,6 +84,10 @@ class OptimizeCall:
             self.image, self.model, self.objective, self.rule, steps=self.steps, schedule=self.schedule,
             residual=self.residual, generator=self.generator, graphs=self.graphs, progress=progress,
         )
+
+    @staticmethod
+    def run_batch(calls: Sequence[OptimizeCall]) -> list[torch.Tensor]:
+        return run_stacked(calls)
 
     @property
     def batch_key(self) -> Hashable | None:
@@ -144,7 +150,7 @@ def run_planned(works: Sequence[Work], groups: list[list[int]] | None = None) ->
             if len(indices) == 1:
                 outs = [works[indices[0]].run()]
             else:
-                outs = run_stacked([works[i] for i in indices])  # only `OptimizeCall`s have batch keys
+                outs = works[indices[0]].run_batch([works[i] for i in indices])
         except Exception as error:  # noqa: BLE001 - handed to the streams of this group
             outs = [error] * len(indices)
         for index, out in zip(indices, outs):

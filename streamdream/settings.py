@@ -130,7 +130,37 @@ class StyleSettings(Settings):
     octave_scale: float = setting(2.0, "size ratio between octaves", above=1.0, high=4.0)
     frame_steps: int = setting(48, "videos: Adam steps per frame iteration (an Adam step moves a pixel by about --lr, far less than a dream step)", low=1, high=1000)
     preserve_colors: bool = setting(False, "keep the content's colours; take only the result's luminance")
+    renew: float = setting(0.1, "videos with --method net: share of each frame's new painting taken where the flow carries the previous one; lower is steadier, higher follows changes sooner", above=0.0, high=1.0)
+    rejected_keep: float = setting(0.5, "videos with --method net: where the flow's consistency check fails, keep this share of the previous strokes as the flow carries them; 1 trusts the flow everywhere (ghosts), 0 repaints those pixels every frame (flickers)", low=0.0, high=1.0)
+    refine_steps: int = setting(40, "--method refine: Adam steps at full size from the network's painting (stills and first frames)", low=1, high=100_000)
     pooling: str = setting("avg", "VGG: average pooling as in Gatys et al., or the network's max pooling", choices=("avg", "max"))
+
+
+# How a style is painted (`streamdream style --method`, the web app, `streamdream.style_net.create_stylizer`):
+# "net", a pretrained feed-forward network in one pass per frame (Ghiasi et al. 2017), carried along the
+# flow; "refine", a few Gatys optimizer steps started from the network's painting; "optimize", the Gatys
+# optimizer from the photo (Gatys et al. 2016).
+STYLE_METHODS = ("net", "refine", "optimize")
+# Chosen by `benchmarks/style_look.py` and `benchmarks/style_video.py` (2-core Xeon, 2026-12-05). On
+# 12 painting x photo pairs at 256 px, judged on EfficientNet-Lite2 features that no method uses
+# (median style distance relative to the photo's, lower is more of the painting; content distance;
+# seconds): optimize 0.335 / 0.874 / 22.6 s, net 0.387 / 0.756 / 0.17 s, refine 0.325 / 0.847 / 6.8 s.
+# So frames (videos, live streams) are painted by the network, which alone keeps up with a camera,
+# and a still is refined: the optimizer's look in a third of its time.
+STYLE_METHOD = "net"
+STILL_STYLE_METHOD = "refine"
+# A video painted by the network is carried along the flow at full size (the `quality` preset): on the
+# real clips of `benchmarks/style_video.py` its defaults then flicker 0.077x (bikes) and 0.093x
+# (carphone) as much as the network run on every frame, at 0.95x and 0.91x its strength, with nothing
+# ghosting; on `balanced` (the flow at half size) 0.15x and 0.09x, for 15-20% less time a frame.
+NET_VIDEO_PRESET = "quality"
+# The painting networks' built-in styles are named "builtin:N" wherever a painting's file is accepted.
+BUILTIN_STYLE = "builtin:"
+DEFAULT_BUILTIN_STYLE = f"{BUILTIN_STYLE}19"  # the web app's first style: blue and yellow swirls that leave a face recognizable
+# The network's strength moves the painting's embedding from the picture's own style (0) to the
+# painting's (1). Beyond 1 the embedding leaves what the network was trained on: at 2, Starry Night
+# turned the astronaut into blue swirls with no trace of her (looked at on four paintings).
+NET_STRENGTH_RANGE = Range(above=0.0, high=1.0)
 
 
 @dataclass(frozen=True)
@@ -147,7 +177,7 @@ class TemporalSettings(Settings):
     check: bool = setting(True, "forward-backward consistency mask (Ruder et al. 2016)")
     hold: float = setting(1.0, "carried frames are held at this multiple of the effect (mean |output - input|) of a still dream (the one the stream started from, or, when it grows from the frame, the dreamer's still of a thumbnail), so a long clip cannot burn in; 0 turns the hold off", low=0.0, high=10.0)
     lift: float = setting(1.3, "below the held effect, the carry may grow by at most this factor per frame, back toward it: new content entering a shot carries no dream yet, and a stream that starts from the frame grows its dream this way (`benchmarks/temporal.py --real`); 1 only caps", low=1.0, high=2.0)
-    fill: float = setting(1.0, "where the flow is not trusted (disocclusions, motion edges), carry this share of the previous result inpainted from trusted neighbours; 0 restarts those pixels from the raw frame", low=0.0, high=1.0)
+    fill: float = setting(1.0, "where the flow is not trusted (disocclusions, motion edges), carry this share of the previous result inpainted from trusted neighbours; 0 restarts those pixels from the raw frame (the style network keeps its own share, --rejected-keep)", low=0.0, high=1.0)
     independent: bool = setting(False, "dream every frame from scratch with the still settings (flickers; the baseline)")
     scene_cut: float = setting(0.3, "below this share of trusted flow pixels the carry is dropped (a cut)", low=0.0, high=1.0)
     fresh_start: str = setting("still", "first frames and cuts: full still quality, or the frame settings with nothing carried", choices=("still", "frame"))
@@ -192,8 +222,6 @@ def live_preset(device: Any) -> str:
 # moving; a webcam's VGA frame as it is on a GPU.
 LIVE_MAX_SIDE = PerDevice(cpu=240, gpu=640)
 LIVE_SIDE_RANGE = Range(MIN_SIDE, 4096)
-# A live style stream's first frame (and every cut) is a short still: octaves and iterations.
-LIVE_STYLE_FIRST = (2, 30)
 
 # Strength: how strongly a mode changes a picture, 1 = its defaults, the same for every mode and front
 # end: a dream's multiplies its step (`DreamSettings.strength`), a style's its style weight

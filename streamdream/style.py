@@ -32,7 +32,7 @@ from .models import Backbone, create_model, resolve_device
 from .objectives import Objective, content, gram_matrix, style, temporal, total_variation
 from .optimize import LBFGS, Adam, Octaves, Progress, Targeted, Targets, make_generator, optimize, resize
 from .scheduler import Deferred
-from .settings import DEFAULT_MODEL, StyleSettings, TemporalSettings
+from .settings import DEFAULT_MODEL, MIN_SIDE, StyleSettings, TemporalSettings
 
 Picture = np.ndarray | Image.Image
 Source = Picture | str | os.PathLike
@@ -76,13 +76,14 @@ def average_pooling(model: Backbone) -> Backbone:
     return clone
 
 
-def _picture_rgb(source: Source) -> np.ndarray:
+def picture_rgb(source: Source) -> np.ndarray:
+    """The RGB pixels of a picture, or of the image file a path names."""
     if isinstance(source, (str, os.PathLike)):
         return load_image(source).rgb
     return to_picture(source).rgb
 
 
-def _normalized(values: Sequence[float], what: str, count: int) -> list[float]:
+def normalized(values: Sequence[float], what: str, count: int) -> list[float]:
     """Weights that sum to 1, after checking there is one per item and none is negative."""
     values = [float(v) for v in values]
     if len(values) != count:
@@ -91,6 +92,21 @@ def _normalized(values: Sequence[float], what: str, count: int) -> list[float]:
         raise StreamdreamError(f"{what} must be non-negative with a positive sum, got {', '.join(f'{v:g}' for v in values)}")
     total = sum(values)
     return [v / total for v in values]
+
+
+def painting_rgb(source: Source) -> np.ndarray:
+    """A style painting's RGB pixels (a picture, or the image file a path names), checked (`check_painting`)."""
+    return check_painting(picture_rgb(source), f"style {source}" if isinstance(source, (str, os.PathLike)) else "the style painting")
+
+
+def check_painting(rgb: np.ndarray, name: str = "the style painting") -> np.ndarray:
+    """A painting that a style can be read from, or a one-line error: large enough, and not one flat colour."""
+    height, width = rgb.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise StreamdreamError(f"{name} is {width}x{height} pixels: a style needs at least {MIN_SIDE} on each side")
+    if float(rgb.std(axis=(0, 1)).max()) < 1.0:
+        raise StreamdreamError(f"{name} is one flat colour: it has no strokes or texture to paint with")
+    return rgb
 
 
 class Stylizer(WarmStartMode):
@@ -106,6 +122,9 @@ class Stylizer(WarmStartMode):
                           for the embedded EfficientNet-Lite0, with their ranges, are written there)
       cuda_graphs         on CUDA, replay a stream's Adam step as a captured graph from the second frame of a
                           size on (`streamdream.cuda_graphs`); False runs every step eagerly
+      painter             a `streamdream.style_net.NetStylizer` to refine: stills and first frames start from
+                          its painting and run `refine_steps` steps at full size (no pyramid: it would blur
+                          the painting's strokes), and what a stream's flow cannot carry starts from it too
     """
 
     def __init__(
@@ -121,6 +140,7 @@ class Stylizer(WarmStartMode):
         device: str | torch.device = "auto",
         weights: str | None = None,
         cuda_graphs: bool = True,
+        painter=None,
         **options,
     ) -> None:
         settings = StyleSettings().with_(**options)  # unknown names raise TypeError, values out of range a StreamdreamError
@@ -132,8 +152,8 @@ class Stylizer(WarmStartMode):
         styles = [styles] if isinstance(styles, (np.ndarray, Image.Image, str, os.PathLike)) else list(styles)
         if settings.style_weight > 0 and not styles:
             raise StreamdreamError("give at least one style image (or set the style weight to 0 for content reconstruction)")
-        self.styles = [_picture_rgb(s) for s in styles]
-        self.style_weights = _normalized(style_weights or [1.0] * len(styles), "style weights", len(styles)) if styles else []
+        self.styles = [painting_rgb(s) for s in styles]
+        self.style_weights = normalized(style_weights or [1.0] * len(styles), "style weights", len(styles)) if styles else []
         self.content_layers = self._layers(content_layers, self.model.defaults.content, content_layer_weights, 1.0, "content layers")
         self.style_layers = self._layers(style_layers, self.model.defaults.style, style_layer_weights, settings.layer_weight_exp, "style layers")
         self.content_weight, self.style_weight, self.tv_weight = settings.content_weight, settings.style_weight * settings.strength, settings.tv_weight
@@ -143,6 +163,7 @@ class Stylizer(WarmStartMode):
         self.iterations, self.frame_steps = settings.iterations, settings.frame_steps
         self.octaves, self.octave_scale = settings.octaves, settings.octave_scale
         self.preserve_colors = settings.preserve_colors
+        self.painter, self.refine_steps = painter, settings.refine_steps
         self.graphs = GraphCache() if cuda_graphs and self.device.type == "cuda" else None
         self._grams: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
 
@@ -154,7 +175,7 @@ class Stylizer(WarmStartMode):
         for layer in layers:
             self.model.resolve(layer)
         given = weights or [1.0] * len(layers)
-        return dict(zip(layers, _normalized([w * exp**i for i, w in enumerate(given)], f"weights of the {what}", len(layers))))
+        return dict(zip(layers, normalized([w * exp**i for i, w in enumerate(given)], f"weights of the {what}", len(layers))))
 
     # --- losses -------------------------------------------------------------------------------------
 
@@ -210,6 +231,8 @@ class Stylizer(WarmStartMode):
 
     def steps(self, height: int, width: int) -> int:
         """How many optimizer steps a still of this size takes (for progress bars)."""
+        if self.painter is not None:
+            return self.refine_steps
         return len(Octaves(self.octaves, self.octave_scale).sizes(height, width)) * self.iterations
 
     def stylize_tensor(
@@ -219,16 +242,22 @@ class Stylizer(WarmStartMode):
 
         Each octave begins from its own resize of `start` plus the change the coarser octave made,
         upsampled: the strokes carry up the pyramid while the start's fine detail stays sharp. The
-        objective is the image's at each octave's size.
+        objective is the image's at each octave's size. With a `painter`, `start` defaults to its
+        painting, refined in `refine_steps` steps at full size.
         """
         image = image.to(self.device)
+        if self.painter is not None:
+            start = self.painter.painted(image) if start is None else start
+            steps, schedule = self.refine_steps, None
+        else:
+            steps, schedule = self.iterations, Octaves(self.octaves, self.octave_scale)
         result = optimize(
             image if start is None else start.to(self.device),
             self.model,
             lambda size: self.objective(resize(image, size)),
             self.rule,
-            steps=self.iterations,
-            schedule=Octaves(self.octaves, self.octave_scale),
+            steps=steps,
+            schedule=schedule,
             progress=progress,
         )
         return keep_colors(result, image) if self.preserve_colors else result
@@ -243,7 +272,7 @@ class Stylizer(WarmStartMode):
             return None
         if isinstance(init, str) and init == "noise":
             return (0.4 + 0.2 * torch.rand(image.shape, generator=generator)).to(self.device)
-        return resize(to_tensor(_picture_rgb(init), self.device), tuple(image.shape[-2:]))
+        return resize(to_tensor(picture_rgb(init), self.device), tuple(image.shape[-2:]))
 
     def stylize(self, image: Picture, *, init: str | Source = "content", seed: int | None = 0, progress: Progress | None = None) -> Picture:
         """Stylize a numpy array or PIL image; returns the same type (alpha, if any, is kept as it was)."""
@@ -270,7 +299,8 @@ class Stylizer(WarmStartMode):
         return Deferred(functools.partial(self._warm_frame, image, carried, trust, settings))
 
     def _warm_frame(self, image: torch.Tensor, carried: torch.Tensor, trust: torch.Tensor, settings: TemporalSettings) -> torch.Tensor:
-        """The new frame plus the carried strokes where they are trusted (blended in by `trust`); then
+        """The new frame (with a `painter`, its painting) plus the carried strokes where they are
+        trusted (blended in by `trust`); then
         `settings.frame_iterations * self.frame_steps` steps at full size only (no octaves:
         a pyramid would blur the carried strokes), the temporal loss holding trusted pixels in place.
 
@@ -278,10 +308,11 @@ class Stylizer(WarmStartMode):
         captured step serves every later frame of the size.
         """
         carried = (image + carried).clamp(0.0, 1.0)
+        fresh = image if self.painter is None else self.painter.painted(image)
         targets = {"carried": carried, "mask": trust, **{f"content:{layer}": f for layer, f in self.content_features(image).items()}}
         objective = Targeted(lambda buffers: self._frame_objective(image, buffers), targets, "style-frame")
         steps = settings.frame_iterations * self.frame_steps
-        result = optimize(torch.lerp(image, carried, trust), self.model, objective, self.rule, steps=steps, graphs=self.graphs)
+        result = optimize(torch.lerp(fresh, carried, trust), self.model, objective, self.rule, steps=steps, graphs=self.graphs)
         return keep_colors(result, image) if self.preserve_colors else result
 
     def _frame_objective(self, image: torch.Tensor, targets: Targets) -> Objective:

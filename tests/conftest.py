@@ -18,9 +18,10 @@ from PIL import Image
 
 from streamdream.models import create_model
 
-# The CPU layout is the machine's faster one (`streamdream.models.layout`), measured by timing: the
-# tests pin it, so that no result depends on a timing, and keep any cache out of the user's home.
+# The CPU layout and a style network's precision are the machine's faster ones (`streamdream.models.layout`),
+# measured by timing: the tests pin them, so that no result depends on a timing, and keep any cache out of the user's home.
 os.environ.setdefault("STREAMDREAM_CPU_LAYOUT", "channels_last")
+os.environ.setdefault("STREAMDREAM_CPU_DTYPE", "float32")
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="streamdream-tests-cache-")
 atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 

@@ -57,7 +57,7 @@ def test_the_layout_is_measured_once_and_kept(both, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     model = create_model(device="cpu", channels_last=False)
     chosen = layout.fastest_cpu_layout(model, "blocks.4")
-    stored = json.loads((tmp_path / "streamdream" / "cpu-layout.json").read_text())
+    stored = json.loads((tmp_path / "streamdream" / "cpu-choices.json").read_text())
     (timings,) = stored.values()
     assert set(timings) == {"contiguous", "channels_last"} and all(ms > 0 for ms in timings.values())
     assert chosen == layout.LAYOUTS[min(timings, key=timings.get)]
@@ -65,11 +65,11 @@ def test_the_layout_is_measured_once_and_kept(both, monkeypatch, tmp_path):
     def no_timing(*args):
         raise AssertionError("measured again")
 
-    monkeypatch.setattr(layout, "_step_ms", no_timing)
+    monkeypatch.setattr(layout, "_best_ms", no_timing)
     for slower in layout.LAYOUTS:  # whatever the cache says, without measuring
         (key,) = stored
         stored[key] = {name: 2.0 if name == slower else 1.0 for name in layout.LAYOUTS}
-        (tmp_path / "streamdream" / "cpu-layout.json").write_text(json.dumps(stored))
+        (tmp_path / "streamdream" / "cpu-choices.json").write_text(json.dumps(stored))
         assert layout.fastest_cpu_layout(model, "blocks.4") != layout.LAYOUTS[slower]
     model.to(memory_format=torch.contiguous_format)  # the shared reference model, as it was
 
@@ -80,3 +80,23 @@ def test_a_forced_layout_is_checked(monkeypatch, both):
     monkeypatch.setenv("STREAMDREAM_CPU_LAYOUT", "nhwc")
     with pytest.raises(StreamdreamError, match="must be one of contiguous, channels_last, got 'nhwc'"):
         layout.fastest_cpu_layout(both[0], "blocks.4")
+
+
+def test_a_style_networks_precision_is_measured_once_and_kept(monkeypatch, tmp_path):
+    monkeypatch.delenv("STREAMDREAM_CPU_DTYPE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    runs: list[torch.dtype] = []
+
+    def network(image: torch.Tensor) -> torch.Tensor:
+        runs.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else image.dtype)
+        return torch.nn.functional.conv2d(image, torch.ones(4, 3, 3, 3))
+
+    chosen = layout.fastest_cpu_dtype("a test network", network)
+    (timings,) = json.loads((tmp_path / "streamdream" / "cpu-choices.json").read_text()).values()
+    assert set(timings) == {"float32", "bfloat16"} and chosen == layout.DTYPES[min(timings, key=timings.get)]
+    assert set(runs) == {torch.float32, torch.bfloat16}  # both were timed, bf16 under autocast
+    runs.clear()
+    assert layout.fastest_cpu_dtype("a test network", network) == chosen and not runs  # kept, not timed again
+    monkeypatch.setenv("STREAMDREAM_CPU_DTYPE", "half")
+    with pytest.raises(StreamdreamError, match="STREAMDREAM_CPU_DTYPE must be one of float32, bfloat16, got 'half'"):
+        layout.fastest_cpu_dtype("a test network", network)

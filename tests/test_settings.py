@@ -8,8 +8,9 @@ from dataclasses import fields
 import pytest
 
 from streamdream.apps.cli import build_parser
+from streamdream.apps.render import render_options
 from streamdream.errors import StreamdreamError
-from streamdream.settings import PRESETS, ClassVizSettings, DreamSettings, FoolSettings, InvertSettings, OutputSettings, StyleSettings, TemporalSettings
+from streamdream.settings import DEFAULT_PRESET, PRESETS, ClassVizSettings, DreamSettings, FoolSettings, InvertSettings, OutputSettings, StyleSettings, TemporalSettings
 
 ALL = [DreamSettings, StyleSettings, TemporalSettings, OutputSettings, FoolSettings, ClassVizSettings, InvertSettings]
 
@@ -54,4 +55,6 @@ def test_command_line_defaults_are_the_settings_defaults(argv, cls):
 def test_video_options_default_to_the_preset():
     """Unset temporal options stay None, so the chosen preset decides; a given one overrides it."""
     args = build_parser().parse_args(["dream", "in.mp4", "-o", "out.mp4", "--carry", "0.5"])
-    assert args.carry == 0.5 and args.frame_iterations is None and args.temporal_preset == "balanced"
+    assert args.carry == 0.5 and args.frame_iterations is None and args.temporal_preset is None
+    settings = render_options(args).settings
+    assert settings == PRESETS[DEFAULT_PRESET].with_(carry=0.5)

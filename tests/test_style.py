@@ -30,7 +30,7 @@ from streamdream.temporal import effect, warping_error
 from .conftest import small
 
 STYLES = Path(__file__).resolve().parents[2] / "shared" / "styles"  # ../shared beside the checkout, when present
-FAST = ["--iterations", "3", "--octaves", "1", "--device", "cpu", "-q"]
+FAST = ["--method", "optimize", "--iterations", "3", "--octaves", "1", "--device", "cpu", "-q"]
 
 
 def blobs(size: int = 128, palette=((20, 40, 160), (240, 200, 30), (40, 140, 220)), seed: int = 0) -> np.ndarray:
@@ -210,7 +210,7 @@ def test_cli_reconstructs_content_without_a_style(files, tmp_path):
     [
         (["{content}", "-s", "{tmp}/missing.jpg"], "no such file"),
         (["{clip}", "-s", "{tmp}/missing.jpg"], "no such file"),
-        (["{content}"], "-s STYLE"),
+        (["{content}"], "-s PAINTING"),
         (["{tmp}/missing.png", "-s", "{style}"], "no such file"),
         (["{content}", "-s", "{style}", "--style-weights", "0.7,0.3"], "expected 1, got 2"),
         (["{content}", "-s", "{style}", "--style-layers", "blocks.9"], "unknown layer"),

@@ -123,24 +123,74 @@ def test_bad_objective_is_a_clear_error(client, tmp_path, astronaut_96):
         client.predict(gradio_client.handle_file(str(src)), "efficientnet_lite0", "blocks.99", 1.0, 1, 1, 96, 0, api_name="/dream_still")
 
 
-def test_style_still_round_trip(client, tmp_path, coffee_odd, astronaut_96):
-    src, painting = tmp_path / "in.png", tmp_path / "painting.png"
-    Image.fromarray(coffee_odd).save(src)
+def striped_painting(path: Path) -> Path:
+    """A loud green "painting" with dark stripes (the coffee photo is brown): something to paint with."""
     stripes = np.full((64, 64, 3), (30, 200, 60), np.uint8)
-    stripes[:, ::8] = 0  # a loud green "painting" with dark stripes; the coffee photo is brown
-    Image.fromarray(stripes).save(painting)
+    stripes[:, ::8] = 0
+    Image.fromarray(stripes).save(path)
+    return path
+
+
+def greenness(rgb: np.ndarray) -> float:
+    return float((rgb[..., 1].astype(int) - rgb[..., 0]).mean())
+
+
+def test_style_still_round_trip_by_the_optimizer(client, tmp_path, coffee_odd):
+    src = tmp_path / "in.png"
+    Image.fromarray(coffee_odd).save(src)
+    painting = striped_painting(tmp_path / "painting.png")
     pair, download, note = client.predict(
-        gradio_client.handle_file(str(src)), "efficientnet_lite0", "", 1.0, 1, 40, 64, 0, "style", gradio_client.handle_file(str(painting)),
-        api_name="/dream_still",
+        gradio_client.handle_file(str(src)), "efficientnet_lite0", "", 1.0, 1, 40, 64, 0, "style", gradio_client.handle_file(str(painting)), 1,
+        "optimize", api_name="/dream_still",
     )
     before = np.asarray(Image.open(pair[0]).convert("RGB")).astype(int)
     after = np.asarray(Image.open(download).convert("RGB")).astype(int)
     assert Path(download).name == "style.png" and before.shape == after.shape
-    assert (after[..., 1] - after[..., 0]).mean() > (before[..., 1] - before[..., 0]).mean() + 10  # greener, like the painting
+    assert greenness(after) > greenness(before) + 10  # greener, like the painting
 
-    with pytest.raises(Exception, match="style painting"):
-        client.predict(gradio_client.handle_file(str(src)), "efficientnet_lite0", "", 1.0, 1, 2, 64, 0, "style", None,
+    with pytest.raises(Exception, match="needs a painting"):  # the optimizer cannot paint a built-in style
+        client.predict(gradio_client.handle_file(str(src)), "efficientnet_lite0", "", 1.0, 1, 2, 64, 0, "style", None, 1, "optimize",
                        api_name="/dream_still")
+
+
+def test_style_still_round_trip_by_the_network(client, tmp_path, coffee_odd):
+    """The default method paints a built-in style with no upload; a painting, when given, wins."""
+    from streamdream.settings import STYLE_METHOD
+
+    src = tmp_path / "in.png"
+    Image.fromarray(coffee_odd).save(src)
+    painting = striped_painting(tmp_path / "painting.png")
+    assert STYLE_METHOD == "net"
+
+    def paint(painting_file, builtin: str, strength: float = 1.0) -> np.ndarray:
+        pair, download, note = client.predict(gradio_client.handle_file(str(src)), "efficientnet_lite0", "", strength, 1, 1, 64, 0, "style",
+                                              painting_file, 1, "net", builtin, api_name="/dream_still")
+        return np.asarray(Image.open(download).convert("RGB")).astype(int)
+
+    before = np.asarray(Image.fromarray(coffee_odd).resize((64, 42), Image.Resampling.LANCZOS)).astype(int)
+    starry, mosaic = paint(None, "builtin:19"), paint(None, "builtin:3")
+    assert starry.shape == before.shape
+    assert np.abs(starry - before).mean() > 20 and np.abs(mosaic - starry).mean() > 20  # painted, each in its own style
+    assert np.abs(paint(None, "builtin:19", 0.25) - before).mean() < np.abs(starry - before).mean() / 2  # a quarter of the strength
+    own = paint(gradio_client.handle_file(str(painting)), "builtin:19")
+    assert greenness(own) > greenness(before) + 10 and np.abs(own - starry).mean() > 20  # the painting wins over the built-in style
+
+    with pytest.raises(Exception, match="strength"):  # the network paints at most at strength 1
+        paint(None, "builtin:19", 2.0)
+
+
+def test_style_video_round_trip_by_the_network(client, tmp_path):
+    from streamdream.samples.make import make_clip
+
+    src = make_clip("pan", tmp_path / "pan.mp4", size=(96, 64), fps=10, seconds=0.5, audio=False)
+    video, download, note = client.predict(
+        gradio_client.handle_file(str(src)), "efficientnet_lite0", "", 1.0, 0.9, 1, "fast", 64, "style", None, "net", "builtin:19",
+        api_name="/dream_video",
+    )
+    out = Path(video["video"] if isinstance(video, dict) else video)
+    assert out.name == "style.mp4" and probe_video(out).frame_count == 5 and "5 frames in" in note
+    camera = np.asarray(Image.fromarray(first_frame(src).astype(np.uint8)).resize((64, 42), Image.Resampling.LANCZOS)).astype(int)
+    assert np.abs(first_frame(out) - camera).mean() > 20  # painted
 
 
 def test_cli_has_ui_command():
@@ -237,21 +287,77 @@ def test_live_visitors_past_capacity_see_their_place_and_are_seated_when_a_seat_
         assert app.seats.seated() == ["bob", "cyd"]
 
 
-def test_live_frames_in_style_mode(tmp_path):
-    from streamdream.apps.ui import live_frame
-    from streamdream.samples.make import camera_frames
-    from streamdream.engine import LiveEngine
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(int) - b).mean())
 
-    painting = tmp_path / "painting.png"
-    Image.fromarray(np.full((48, 48, 3), (30, 200, 60), np.uint8)).save(painting)
-    frames, _ = camera_frames("pan", (96, 64), 2)
+
+def test_live_style_paints_a_builtin_style_until_a_painting_wins(tmp_path):
+    """No upload needed: the selected built-in style paints; an uploaded painting wins while it is there."""
+    from streamdream.apps.ui import live_frame
+    from streamdream.settings import DEFAULT_BUILTIN_STYLE
+    from streamdream.engine import LiveEngine
+    from streamdream.samples.make import camera_frames
+
+    painting = str(striped_painting(tmp_path / "painting.png"))
+    frames, _ = camera_frames("pan", (96, 64), 4)
+    with LiveEngine() as engine:
+
+        def frame(index: int, painting: str | None, builtin: str = DEFAULT_BUILTIN_STYLE, state=None):
+            return live_frame(frames[index], "efficientnet_lite0", "", 1.0, 1, 0.9, "fast", state, "style", painting, builtin, engine=engine)
+
+        out, state, readout = frame(0, None)
+        assert out.shape == frames[0].shape and readout.startswith("fps ") and distance(out, frames[0]) > 20
+        live = state.session
+        other, _, _ = frame(0, None, "builtin:3")
+        assert distance(other, out) > 20  # each built-in style its own
+        own, state, readout = frame(1, painting, state=state)
+        assert readout.startswith("fps ") and greenness(own) > greenness(frames[1]) + 10
+        back, state, readout = frame(2, None, state=state)  # the painting cleared: the built-in style again
+        assert greenness(back) < greenness(own) - 10 and distance(back, frames[2]) > 20
+    assert state.session is live and live.processed == 3  # a new style starts the stream afresh, on the same session
+
+
+@pytest.mark.parametrize("bad", ["text", "grey", "dot"])
+def test_a_bad_live_painting_is_one_readout_line_and_the_stream_goes_on(tmp_path, bad):
+    """A painting that cannot be painted with: the built-in style paints, and the readout says why."""
+    from streamdream.apps.ui import live_frame
+    from streamdream.settings import DEFAULT_BUILTIN_STYLE
+    from streamdream.engine import LiveEngine
+    from streamdream.samples.make import camera_frames
+
+    path = tmp_path / f"{bad}.png"
+    if bad == "text":
+        path.write_text("not a picture")
+    else:
+        Image.fromarray(np.full((64, 64, 3) if bad == "grey" else (1, 1, 3), 128, np.uint8)).save(path)
+    why = {"text": "text.png is not a readable PNG", "grey": "the painting grey.png is one flat colour", "dot": "the painting dot.png is 1x1 pixels"}[bad]
+    frames, _ = camera_frames("pan", (96, 64), 3)
     state = None
     with LiveEngine() as engine:
         for frame in frames:
-            out, state, readout = live_frame(frame, "efficientnet_lite0", "", 1.0, 1, 0.9, "fast", state, "style", str(painting), engine=engine)
-            assert out.shape == frame.shape
-    assert state.session.processed == 2 and readout.startswith("fps ") and "frame 2" in readout
-    assert (out[..., 1].astype(int) - out[..., 0]).mean() > (frames[1][..., 1].astype(int) - frames[1][..., 0]).mean()
+            out, state, readout = live_frame(frame, "efficientnet_lite0", "", 1.0, 1, 0.9, "fast", state, "style", str(path), engine=engine)
+            assert readout.startswith(why) and f"painting with {DEFAULT_BUILTIN_STYLE} instead · fps " in readout and "\n" not in readout
+            assert str(tmp_path) not in readout  # the file's name, not the server's path
+            assert distance(out, frame) > 20  # painted by the built-in style
+    assert state.session.processed == 3 and "frame 3" in readout
+
+
+def test_a_live_dream_that_cannot_run_shows_the_camera_and_says_why():
+    from streamdream.apps.ui import live_frame
+    from streamdream.engine import LiveEngine
+    from streamdream.samples.make import camera_frames
+
+    frames, _ = camera_frames("pan", (96, 64), 3)
+    with LiveEngine() as engine:
+        out, state, readout = live_frame(frames[0], "efficientnet_lite0", "blocks.3", 4.0, 2, 0.9, "fast", None, engine=engine)
+        assert readout.startswith("fps ") and distance(out, frames[0]) > 3.0
+        for frame in frames[1:]:  # a typo in the objective: every frame says so, none raises
+            out, state, readout = live_frame(frame, "efficientnet_lite0", "blocks.99", 4.0, 2, 0.9, "fast", state, engine=engine)
+            assert readout.endswith(" · showing the camera as it is") and "blocks.99" in readout
+            assert np.array_equal(out, frame)
+        out, state, readout = live_frame(frames[2], "efficientnet_lite0", "blocks.3", 4.0, 2, 0.9, "fast", state, engine=engine)
+        assert readout.startswith("fps ") and distance(out, frames[2]) > 3.0  # fixed: dreaming again, on the same stream
+        assert state.session.processed == 2
 
 
 def test_live_tab_runs_on_the_live_engine_and_its_controls_apply_to_the_running_stream():
@@ -318,36 +424,79 @@ def test_still_tab_runs_the_image_gradient_tools(client, tmp_path):
 
 
 def mode_handler(demo, tab: str):
-    """The handler the app registered on a tab's mode radio, and the elem_ids of the controls it updates."""
-    [fn] = [f for f in demo.fns.values() if [c.elem_id for c in f.inputs] == [f"{tab}-mode"] and [t[1] for t in f.targets] == ["change"]]
+    """The handler the app registered on a tab's mode radio (and style method), and the elem_ids of the controls it updates."""
+    [fn] = [f for f in demo.fns.values() if [c.elem_id for c in f.inputs][:1] == [f"{tab}-mode"] and {t[1] for t in f.targets} == {"change"}]
     return fn.fn, [c.elem_id for c in fn.outputs]
 
 
 def test_controls_follow_the_mode(server):
-    from streamdream.settings import STRENGTH
+    from streamdream.settings import NET_STRENGTH_RANGE, STRENGTH, STRENGTH_RANGE, StyleSettings
 
     handler, ids = mode_handler(server, "live")
-    assert ids == ["live-objective", "live-style", "live-strength", "live-output"]
-    objective, painting, strength, output = handler("style")
-    assert objective["visible"] is False and painting["visible"] is True
-    assert strength["label"] == "style weight" and strength["visible"] is True and output["label"] == "painting"
-    objective, painting, strength, output = handler("dream")
-    assert objective["visible"] is True and painting["visible"] is False
-    assert strength["label"] == "strength" and output["label"] == "dream"
+    assert ids == ["live-styles", "live-builtin", "live-style", "live-model", "live-objective", "live-strength", "live-iterations", "live-output"]
+    styles, builtin, painting, model, objective, strength, iterations, output = handler("style")  # the network: Live has no other
+    assert model["visible"] is False and objective["visible"] is False and iterations["visible"] is False
+    assert styles["visible"] is True and builtin["visible"] is True and painting["visible"] is True
+    assert strength["label"] == "style strength" and strength["visible"] is True and output["label"] == "painting"
+    assert (strength["minimum"], strength["maximum"], strength["value"]) == (0.05, NET_STRENGTH_RANGE.high, STRENGTH) == (0.05, 1.0, 1.0)
+    styles, builtin, painting, model, objective, strength, iterations, output = handler("dream")
+    assert model["visible"] is True and objective["visible"] is True and iterations["visible"] is True
+    assert styles["visible"] is False and builtin["visible"] is False and painting["visible"] is False
+    assert strength["label"] == "strength" and output["label"] == "dream" and strength["maximum"] == STRENGTH_RANGE.high
     live = {c.elem_id: c for c in server.blocks.values() if c.elem_id}
     assert live["live-strength"].value == STRENGTH == 1.0
-    assert live["live-style"].visible is False  # dream mode first: no painting, the objective shown
+    assert live["live-style"].visible is False and live["live-styles"].visible is False  # dream mode first: the objective shown
     assert live["live-output"].height >= live["live-input"].height  # the dream is shown at least as large as the camera
 
     handler, ids = mode_handler(server, "video")
-    assert ids == ["video-objective", "video-style", "video-strength", "video-go", "video-output"]
-    assert [u.get("value") for u in handler("style")][3] == "Paint" and handler("dream")[3]["value"] == "Dream"
+    assert ids == ["video-method", "video-styles", "video-builtin", "video-style", "video-model", "video-objective", "video-strength",
+                   "video-iterations", "video-go", "video-output"]
+    assert handler("style", "net")[8]["value"] == "Paint" and handler("dream", "net")[8]["value"] == "Dream"
+    net, optimize = handler("style", "net"), handler("style", "optimize")
+    assert [u["visible"] for u in net[:8]] == [True, True, True, True, False, False, True, False]  # no iterations per frame: one pass
+    assert [u["visible"] for u in optimize[:8]] == [True, False, False, True, True, False, True, True]  # a painting, no built-in styles
+    assert net[6]["maximum"] == 1.0 and optimize[6]["maximum"] == StyleSettings.bounds("strength").high
 
     handler, ids = mode_handler(server, "still")
-    assert ids == ["still-objective", "still-style", "still-strength", "still-class", "still-go"]
-    objective, painting, strength, class_index, button = handler("style")
-    assert (objective["visible"], painting["visible"], strength["label"], class_index["visible"], button["value"]) == (False, True, "style weight", False, "Paint")
-    objective, painting, strength, class_index, button = handler("fool")
-    assert (objective["visible"], painting["visible"], strength["visible"], class_index["visible"]) == (False, False, False, True)
-    objective, painting, strength, class_index, button = handler("invert")
+    assert ids == ["still-method", "still-styles", "still-builtin", "still-style", "still-model", "still-objective", "still-strength",
+                   "still-octaves", "still-iterations", "still-class", "still-go"]
+    octaves_iterations = {method: [u["visible"] for u in handler("style", method)[7:9]] for method in ("net", "refine", "optimize")}
+    assert octaves_iterations == {"net": [False, False], "refine": [False, False], "optimize": [True, True]}  # the optimizer's pyramid only
+    method, styles, builtin, painting, model, objective, strength, octaves, iterations, class_index, button = handler("style", "net")
+    assert (objective["visible"], method["visible"], painting["visible"], strength["label"], class_index["visible"], button["value"]) == (
+        False, True, True, "style strength", False, "Paint")
+    method, styles, builtin, painting, model, objective, strength, octaves, iterations, class_index, button = handler("fool", "net")
+    assert (objective["visible"], method["visible"], painting["visible"], strength["visible"], class_index["visible"]) == (False, False, False, False, True)
+    assert octaves["visible"] is True and styles["visible"] is False
+    method, styles, builtin, painting, model, objective, strength, octaves, iterations, class_index, button = handler("invert", "net")
     assert objective["visible"] is True and strength["visible"] is False and button["value"] == "Invert"
+
+
+def test_the_builtin_styles_gallery_selects_a_style(server):
+    """26 thumbnails named builtin:N, one selected from the start; a click selects its name, and the name its thumbnail."""
+    from types import SimpleNamespace
+
+    from streamdream.settings import DEFAULT_BUILTIN_STYLE
+
+    blocks = {c.elem_id: c for c in server.blocks.values() if c.elem_id}
+    for tab in ("live", "video", "still"):
+        gallery, builtin = blocks[f"{tab}-styles"], blocks[f"{tab}-builtin"]
+        captions = [item["caption"] for item in gallery.value]
+        assert captions == [f"builtin:{i}" for i in range(26)] and builtin.value == DEFAULT_BUILTIN_STYLE == captions[gallery.selected_index]
+        [select] = [f for f in server.fns.values() if [t[1] for t in f.targets] == ["select"] and f.inputs == [] and f.outputs == [builtin]]
+        assert select.fn(SimpleNamespace(index=3)) == "builtin:3"
+        [follow] = [f for f in server.fns.values() if [t[1] for t in f.targets] == ["input"] and f.inputs == [builtin] and f.outputs == [gallery]]
+        assert follow.fn("builtin:7")["selected_index"] == 7
+    thumbnail = Image.open(blocks["live-styles"].value[0]["image"]["path"])
+    assert max(thumbnail.size) == 96
+
+
+def test_the_live_painting_is_taken_unopened(server):
+    """Gradio would open the upload on every frame and raise on a file that is not a picture: the Live
+    tab keeps its path (no preprocessing) for `live_frame` to check once."""
+    blocks = {c.elem_id: c for c in server.blocks.values() if c.elem_id}
+    [keep] = [f for f in server.fns.values() if f.inputs == [blocks["live-style"]] and [t[1] for t in f.targets] == ["change"]]
+    assert keep.preprocess is False and isinstance(keep.outputs[0], gr.State)
+    assert keep.fn({"path": "/tmp/gradio/x/bad.png", "orig_name": "bad.png"}) == "/tmp/gradio/x/bad.png" and keep.fn(None) is None
+    stream = next(f for f in server.fns.values() if f.api_name == "live_frame")
+    assert keep.outputs[0] in stream.inputs and blocks["live-style"] not in stream.inputs

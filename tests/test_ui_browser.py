@@ -119,6 +119,27 @@ def readout(page) -> str:
     return page.locator("#live-readout textarea").input_value()
 
 
+def count_toasts(page) -> None:
+    """From now on, count the toasts (Gradio's error and info pop-ups) the page shows: `toasts(page)`."""
+    page.evaluate("""() => { window.streamdreamToasts = 0; new MutationObserver(changes => changes.forEach(change => change.addedNodes.forEach(node => {
+        if (node.nodeType === 1 && (node.matches('.toast-body') || node.querySelector('.toast-body'))) window.streamdreamToasts++; })))
+        .observe(document.body, {childList: true, subtree: true}); }""")
+
+
+def toasts(page) -> int:
+    return page.evaluate("window.streamdreamToasts")
+
+
+def switch_to_style(page) -> None:
+    page.locator("#live-mode").get_by_text("style", exact=True).click()
+    sync_api.expect(page.locator("#live-styles")).to_be_visible()
+
+
+def wait_for_readout(page, text: str, timeout: float = 90_000) -> None:
+    """Until the readout contains `text` (a safety timeout; the stream's pace is the machine's)."""
+    page.wait_for_function("text => document.querySelector('#live-readout textarea').value.includes(text)", arg=text, timeout=timeout)
+
+
 def distance_to_camera(image: np.ndarray, frames: list[np.ndarray]) -> float:
     """Mean absolute difference to the closest camera frame (mirrored or not), at the output's size."""
     h, w = image.shape[:2]
@@ -130,11 +151,12 @@ def distance_to_camera(image: np.ndarray, frames: list[np.ndarray]) -> float:
     return best
 
 
-def watch(pages, seconds: float) -> dict[int, list[tuple[float, str, np.ndarray]]]:
-    """Poll each page's output image; keep every distinct one with its arrival time."""
+def watch(pages, seconds: float, enough: int | None = None) -> dict[int, list[tuple[float, str, np.ndarray]]]:
+    """Poll each page's output image; keep every distinct one with its arrival time, for `seconds`, or
+    until every page has shown `enough` of them (then `seconds` is only a safety timeout)."""
     seen = {i: [] for i in range(len(pages))}
     stop = time.monotonic() + seconds
-    while time.monotonic() < stop:
+    while time.monotonic() < stop and not (enough and all(len(frames) >= enough for frames in seen.values())):
         for i, page in enumerate(pages):
             src = page.locator("#live-output img").first.get_attribute("src") if page.locator("#live-output img").count() else None
             if src and (not seen[i] or seen[i][-1][1] != src):
@@ -201,24 +223,83 @@ def test_two_sessions_keep_separate_state(browser, app, app_url, camera_clip):
 
 
 def test_live_controls_follow_the_mode(browser, app_url):
-    """Style mode: the objective goes, the painting upload comes, strength becomes "style weight"; and back."""
+    """Style mode: the objective and the iterations go, the built-in styles and the painting upload
+    come, strength becomes "style strength" up to 1; and back."""
     expect = sync_api.expect
     context, page = open_live(browser, app_url)
     try:
         expect(page.locator("#live-objective")).to_be_visible()
         expect(page.locator("#live-style")).to_be_hidden()
+        expect(page.locator("#live-styles")).to_be_hidden()
         expect(page.locator("#live-strength")).to_contain_text("strength")
-        page.locator("#live-mode").get_by_text("style", exact=True).click()
+        switch_to_style(page)
         expect(page.locator("#live-objective")).to_be_hidden()
+        expect(page.locator("#live-iterations")).to_be_hidden()
         expect(page.locator("#live-style")).to_be_visible()
-        expect(page.locator("#live-strength")).to_contain_text("style weight")
+        expect(page.locator("#live-styles .thumbnail-item")).to_have_count(26)
+        expect(page.locator("#live-styles .thumbnail-item.selected")).to_have_text("builtin:19")
+        expect(page.locator("#live-strength")).to_contain_text("style strength")
+        expect(page.locator("#live-strength input[type=range]")).to_have_attribute("max", "1")
         expect(page.locator("#live-output")).to_contain_text("painting")
+        page.locator("#live-styles .thumbnail-item").nth(3).click()
+        expect(page.locator("#live-builtin input")).to_have_value("builtin:3")
         page.locator("#live-mode").get_by_text("dream", exact=True).click()
         expect(page.locator("#live-objective")).to_be_visible()
+        expect(page.locator("#live-iterations")).to_be_visible()
         expect(page.locator("#live-style")).to_be_hidden()
-        expect(page.locator("#live-strength")).not_to_contain_text("style weight")
+        expect(page.locator("#live-styles")).to_be_hidden()
+        expect(page.locator("#live-strength")).not_to_contain_text("style strength")
     finally:
         context.close()
+
+
+def test_live_style_paints_frames_without_an_upload(browser, app_url, camera_clip):
+    """A visitor who switches to style sees the selected built-in style at once: no painting to upload, no toast."""
+    context, page = open_live(browser, app_url)
+    try:
+        count_toasts(page)
+        switch_to_style(page)
+        start_webcam(page)
+        wait_for_readout(page, "fps ")
+        frames = watch([page], 90, enough=3)[0]
+        text, shown = readout(page), toasts(page)
+        print(f"\nreadout: {text}\n{len(frames)} distinct painted frames")
+    finally:
+        context.close()
+    assert len(frames) >= 3, f"only {len(frames)} painted frames arrived"
+    assert distance_to_camera(frames[-1][2], camera_clip[1]) > 20, "the output looks like the camera frame: not painted"
+    assert text.startswith("fps ") and shown == 0
+
+
+def test_a_bad_painting_is_one_readout_line_and_the_stream_goes_on(browser, app_url, camera_clip, tmp_path):
+    """A file that is no picture, then a flat grey one: each is one line in the readout, the frames keep
+    coming, painted with the built-in style, and no toast appears; removing it returns to the readout's figures."""
+    text_file, grey = tmp_path / "notes.png", tmp_path / "grey.png"
+    text_file.write_text("not a picture")
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(grey)
+    context, page = open_live(browser, app_url)
+    upload, remove = page.locator("#live-style input[type=file]"), page.locator("#live-style button[aria-label='Remove Image']")
+    seen = {}
+    try:
+        count_toasts(page)
+        switch_to_style(page)
+        start_webcam(page)
+        wait_for_readout(page, "fps ")
+        for painting, why in ((text_file, "notes.png is not a readable"), (grey, "the painting grey.png is one flat colour")):
+            upload.set_input_files(str(painting))
+            wait_for_readout(page, f"{why}")
+            seen[painting.name] = watch([page], 90, enough=3)[0], readout(page)
+            remove.click()
+            page.wait_for_function("() => document.querySelector('#live-readout textarea').value.startsWith('fps ')", timeout=90_000)
+        shown = toasts(page)
+        print(f"\nreadouts: {[text for _, text in seen.values()]}")
+    finally:
+        context.close()
+    for name, (frames, text) in seen.items():
+        assert len(frames) >= 3, f"{name}: only {len(frames)} frames arrived"
+        assert distance_to_camera(frames[-1][2], camera_clip[1]) > 20, f"{name}: not painted"
+        assert "painting with builtin:19 instead · fps " in text and "\n" not in text, text
+    assert shown == 0, f"{shown} toasts"
 
 
 def test_a_visitor_past_capacity_sees_the_queue_and_is_served_when_a_page_closes(browser, app, app_url):

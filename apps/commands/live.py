@@ -8,15 +8,17 @@ import sys
 import threading
 import time
 
-from streamdream.settings import LIVE_MAX_SIDE, LIVE_PRESET, LIVE_SIDE_RANGE, PRESETS, STRENGTH, STRENGTH_RANGE, live_preset, preset
+from streamdream.settings import BUILTIN_STYLE, LIVE_MAX_SIDE, LIVE_PRESET, LIVE_SIDE_RANGE, PRESETS, STRENGTH, STRENGTH_RANGE, live_preset, preset
 
 from ..options import SEED, add_model_options, number
 
-EXAMPLES = """examples:
+EXAMPLES = f"""examples:
   streamdream live /dev/video0 -o udp://127.0.0.1:5000          # then: vlc udp://@127.0.0.1:5000
   streamdream live /dev/video0 -o rtmp://127.0.0.1/live/dream   # an RTMP server that OBS reads
   streamdream live samples/pan.mp4 --realtime -o live.mp4       # a file played at its own pace
   streamdream live udp://127.0.0.1:6000 -o dream.mkv --objective blocks.3:12 --strength 2
+  streamdream live /dev/video0 -s starry_night.jpg -o udp://127.0.0.1:5000   # painted, not dreamed
+  streamdream live samples/pan.mp4 --realtime -s {BUILTIN_STYLE}19 -o painted.mp4
 
 The newest frame always wins: when dreaming is slower than the source, frames are dropped (counted
 in the once-a-second status line), so the output stays live. Ctrl-C stops and finishes the file.
@@ -25,22 +27,29 @@ in the once-a-second status line), so the output stays live. Ctrl-C stops and fi
 
 def run_live(args: argparse.Namespace) -> None:
     from streamdream.dream import Dreamer
+    from streamdream.errors import StreamdreamError
     from streamdream.io.images import resize_max_side
     from streamdream.io.live import LiveSink, is_url, live_frames
     from streamdream.pipeline import LiveStream
+    from streamdream.style_net import NetStylizer
 
+    if args.style and args.objective:
+        raise StreamdreamError("--objective is for dreams; with --style the picture is painted")
     inputs = () if is_url(args.input) or args.input.startswith("/dev/") else (args.input,)
     sink = LiveSink(args.output, overwrite=args.overwrite, inputs=inputs) if args.output else None  # before the model loads
-    dreamer = Dreamer(args.model, args.objective, weights=args.weights, strength=args.strength, device=args.device)
-    name = args.temporal_preset or live_preset(dreamer.device)
-    max_side = args.max_side or LIVE_MAX_SIDE.on(dreamer.device)
+    if args.style:  # the style network: the only style method fast enough for a live source
+        mode = NetStylizer(args.style, strength=args.strength, device=args.device)
+    else:
+        mode = Dreamer(args.model, args.objective, weights=args.weights, strength=args.strength, device=args.device)
+    name = args.temporal_preset or live_preset(mode.device)
+    max_side = args.max_side or LIVE_MAX_SIDE.on(mode.device)
     results: queue.Queue = queue.Queue()
     stop = threading.Event()
     failure: list[BaseException] = []
 
     with (sink or _NoSink()) as out:
         # Leaving the stream processes the frame still waiting, closes it and raises a frame's error.
-        with LiveStream(dreamer, preset(name), seed=args.seed, on_result=results.put) as live:
+        with LiveStream(mode, preset(name), seed=args.seed, on_result=results.put) as live:
 
             def read() -> None:
                 try:
@@ -123,10 +132,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--realtime", action="store_true", help="play a file INPUT at its own frame rate, as a camera would (default: as fast as it decodes)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file (never the input)")
     parser.add_argument("--objective", help="what to amplify (default: the model's dream layer); see `streamdream layers`")
-    parser.add_argument("--strength", type=number(float, STRENGTH_RANGE), default=STRENGTH, help=f"multiplies the dream step, {STRENGTH_RANGE.span()} (default %(default)s)")
+    parser.add_argument("-s", "--style", action="append", default=[], metavar="PAINTING", help=f"paint instead of dreaming, with this painting or a built-in style {BUILTIN_STYLE}N (0 to 25), by the style network; repeat to blend")
+    parser.add_argument("--strength", type=number(float, STRENGTH_RANGE), default=STRENGTH, help=f"how strongly the picture changes (a dream's step, a painting's style), {STRENGTH_RANGE.span()} (default %(default)s)")
     parser.add_argument("--temporal-preset", choices=list(PRESETS), help=f"per-frame work (default: {LIVE_PRESET.cpu} on a CPU, {LIVE_PRESET.gpu} on a GPU)")
     parser.add_argument("--max-side", type=number(int, LIVE_SIDE_RANGE), help=f"shrink frames so the longer side is at most N pixels (default: {LIVE_MAX_SIDE.cpu} on a CPU, {LIVE_MAX_SIDE.gpu} on a GPU)")
     parser.add_argument("--seed", type=SEED, default=0, help="jitter seed (default %(default)s)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no status line")
     add_model_options(parser)
-    parser.set_defaults(run=run_live, inputs=(), outputs=())
+    parser.set_defaults(run=run_live, inputs=("style",), outputs=())
