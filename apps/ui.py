@@ -5,7 +5,8 @@ A thin front end over the library. Design points:
 * Live goes through the live engine (`streamdream.engine.LiveEngine`, the one `benchmarks/live.py`
   measures through `pipeline.LiveStream`): each browser session's webcam is a session on the app's
   engine, which keeps the newest frame, serves every open stream in turn and owns the compute lock.
-  The Still and Video tabs run their model work under that same lock (`engine.exclusive()`,
+  The Still and Video tabs run their model work under that same lock (`engine.run(fn)`, on a thread
+  of its own so that no request thread keeps an OpenMP team beside the engine's, and
   `engine.serialized(mode)`), frame by frame, so a long render cannot starve a live stream for more
   than one frame. No lock lives in the front end.
 * Live seats (`streamdream.admission.Seats`): the engine batches every seated visitor's frames, so
@@ -348,8 +349,7 @@ def dream_still(path, model, objective, strength, octaves, iterations, max_side,
     else:
         with shown_as_error():
             mode = frame_mode(kind, model, objective, strength, chosen_style(style_path, builtin), int(octaves), int(iterations), method)
-        with app.engine.exclusive():
-            out = mode.still(rgb, int(seed))
+        out = app.engine.run(mode.still, rgb, int(seed))
     rgb = out if rgb is None else rgb
     folder = app.output_folder()
     before, after = folder / "before.png", folder / f"{kind}.png"
@@ -454,8 +454,7 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
     app = App(workdir, max_video_seconds=max_video_seconds, live_time_limit=live_time_limit, max_live=max_live, engine=engine)
     default_objective = create_model(DEFAULT_MODEL, device="cpu").defaults.dream
     live = live_preset(device())
-    with app.engine.exclusive():
-        pictures = thumbnails(device())
+    pictures = app.engine.run(thumbnails, device())
 
     def live_endpoint(frame, model, objective, strength, iterations, carry, preset_name, state, kind="dream", painting=None,
                       builtin=DEFAULT_BUILTIN_STYLE, request: gr.Request = None):

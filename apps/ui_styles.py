@@ -27,7 +27,6 @@ import torch
 from streamdream.errors import StreamdreamError
 from streamdream.io.images import load_image, resize_max_side
 from streamdream.models.stylenets import BUILTIN_STYLES
-from streamdream.runtime import on_own_thread
 from streamdream.settings import BUILTIN_STYLE, DEFAULT_BUILTIN_STYLE, LIVE_MAX_SIDE, STYLE_METHOD, STYLE_METHODS
 from streamdream.style import check_painting
 from streamdream.style_net import NetStylizer, builtin_index
@@ -50,12 +49,7 @@ def thumbnails(device: torch.device) -> tuple[tuple[np.ndarray, str], ...]:
     import skimage.data
 
     photo = resize_max_side(skimage.data.chelsea(), LIVE_MAX_SIDE.on(device))
-
-    def paint(name: str) -> np.ndarray:
-        return resize_max_side(NetStylizer(name, device=device).stylize(photo), THUMBNAIL_SIDE)
-
-    # on a thread of its own, so the thread building the app keeps no OpenMP team beside the live engine's
-    return on_own_thread(lambda: tuple((paint(name), name) for name in builtin_names()))
+    return tuple((resize_max_side(NetStylizer(name, device=device).stylize(photo), THUMBNAIL_SIDE), name) for name in builtin_names())
 
 
 @dataclass

@@ -153,6 +153,15 @@ def test_exclusive_work_holds_live_frames_back(engine):
     assert live.wait(number).image[0, 0, 0] == 7
 
 
+def test_run_works_on_a_thread_that_ends_with_the_work(engine):
+    """A web request's thread must not run model work itself: it would keep an OpenMP team beside the
+    live worker's for good, and every live frame after it would slow down (`LiveEngine.run`)."""
+    ran_on = engine.run(threading.current_thread)
+    assert ran_on is not threading.current_thread()
+    ran_on.join(timeout=30)
+    assert not ran_on.is_alive()  # its thread (and any OpenMP team it started) is gone
+
+
 def test_a_serialized_mode_takes_turns_with_live_frames(engine):
     render = Gated(gated=False)
     serialized = engine.serialized(render)
