@@ -7,6 +7,8 @@ Python API:
     streamdream.parse_objective(text, model)  objectives such as "blocks.4:39 + 0.5*blocks.5"
     streamdream.process_video(src, dst, mode, streamdream.RenderOptions(...))  a whole video, warm-started along optical flow, audio kept
     streamdream.StreamSession(mode)           one stream's warm state, frame by frame (webcams, custom loops)
+    streamdream.create_stylizer(method, styles, **options)  a style mode: "net" (NetStylizer, a pretrained
+                                              network; "builtin:N" styles), "refine" or "optimize" (Stylizer)
 """
 
 import os
@@ -32,7 +34,7 @@ _EXPORTS = {
     "StreamdreamError": ".errors",
     "Objective": ".objectives", "parse_objective": ".objectives",
     "StreamSession": ".session", "TemporalSettings": ".settings", "FrameMode": ".carry",
-    "Stylizer": ".style", "stylize": ".style",
+    "Stylizer": ".style", "stylize": ".style", "NetStylizer": ".style_net", "create_stylizer": ".style_net",
     "process_video": ".video", "RenderOptions": ".video",
 }
 __all__ = sorted(_EXPORTS)
