@@ -76,6 +76,11 @@ def average_pooling(model: Backbone) -> Backbone:
     return clone
 
 
+def sources(styles: Source | Sequence[Source]) -> list[Source]:
+    """One style or several, as a list."""
+    return [styles] if isinstance(styles, (np.ndarray, Image.Image, str, os.PathLike)) else list(styles)
+
+
 def picture_rgb(source: Source) -> np.ndarray:
     """The RGB pixels of a picture, or of the image file a path names."""
     if isinstance(source, (str, os.PathLike)):
@@ -149,7 +154,7 @@ class Stylizer(WarmStartMode):
         self.device = resolve_device(device)
         backbone = model if isinstance(model, Backbone) else create_model(model, weights=weights, device=self.device)
         self.model = average_pooling(backbone) if settings.pooling == "avg" else backbone
-        styles = [styles] if isinstance(styles, (np.ndarray, Image.Image, str, os.PathLike)) else list(styles)
+        styles = sources(styles)
         if settings.style_weight > 0 and not styles:
             raise StreamdreamError("give at least one style image (or set the style weight to 0 for content reconstruction)")
         self.styles = [painting_rgb(s) for s in styles]

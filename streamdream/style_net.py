@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -40,7 +39,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from .carry import WarmStartMode
 from .convert import to_rgb, to_tensor
@@ -50,7 +48,7 @@ from .models import stylenets
 from .models.layout import fastest_cpu_dtype
 from .runtime import on_own_thread, resolve_device
 from .settings import BUILTIN_STYLE, NET_STRENGTH_RANGE, STYLE_METHODS, StyleSettings, TemporalSettings
-from .style import Picture, Source, Stylizer, keep_colors, normalized, painting_rgb
+from .style import Picture, Source, Stylizer, keep_colors, normalized, painting_rgb, sources
 from .temporal import Motion
 
 EMBEDDINGS_KEPT = 64  # paintings whose embedding a process keeps (400 bytes each)
@@ -229,7 +227,7 @@ class NetStylizer(WarmStartMode):
         settings = StyleSettings().with_(**options)
         NET_STRENGTH_RANGE.check("the style network's strength", settings.strength)
         self.device = resolve_device(device)
-        styles = [styles] if isinstance(styles, (np.ndarray, Image.Image, str, os.PathLike)) else list(styles)
+        styles = sources(styles)
         if not styles:
             raise StreamdreamError("give a style: a painting's file, or a built-in style such as builtin:0")
         weights = normalized(style_weights or [1.0] * len(styles), "style weights", len(styles))
@@ -324,11 +322,10 @@ def create_stylizer(method: str, styles: Source | Sequence[Source], **options) -
     settings = {k: v for k, v in options.items() if k in StyleSettings.__dataclass_fields__}
     if method == "net":
         return NetStylizer(styles, **net_options, **settings)
-    sources = [styles] if isinstance(styles, (np.ndarray, Image.Image, str, os.PathLike)) else list(styles)
-    if any(builtin_index(s) is not None for s in sources):
+    if any(builtin_index(s) is not None for s in sources(styles)):
         raise StreamdreamError(f"built-in styles paint with the network only (method net), not {method}: the optimizer needs a painting")
     painter = None
     if method == "refine":
-        net_strength = min(settings.get("strength", 1.0), NET_STRENGTH_RANGE.high)
+        net_strength = min(StyleSettings().with_(**settings).strength, NET_STRENGTH_RANGE.high)
         painter = NetStylizer(styles, **net_options, **{**settings, "strength": net_strength})
     return Stylizer(styles, painter=painter, **options)
