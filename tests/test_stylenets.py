@@ -113,8 +113,9 @@ def test_predictor_matches_onnxruntime(predictor, onnx_run, name):
     np.testing.assert_allclose(ours, float_graph, atol=1e-4)
     # Measured |diff| to the int8 graph (embeddings span about -1.6..2.3; the graph's own output step
     # is 0.02): max 0.033 / 0.045 / 0.027 / 0.051, mean 0.011 / 0.013 / 0.008 / 0.016.
+    # The bounds leave room for other processors' int8 kernels (the float graph above is the exact check).
     diff = np.abs(ours - onnx_run("arbitrary_predict.onnx", feeds).reshape(1, -1))
-    assert diff.max() < 0.06 and diff.mean() < 0.02
+    assert diff.max() < 0.08 and diff.mean() < 0.025
 
 
 @pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
@@ -129,8 +130,9 @@ def test_transformer_matches_onnxruntime(transformer, onnx_run, rocket_embedding
     # 0.017 / 0.018 (with the astronaut as the painting: max 0.41, mean up to 0.026). It is the int8
     # activations, spread over many quantizers: the norms' (x - mean)^2 and x * scale, for one, are
     # quantized in steps of 0.02 and 0.29.
+    # The bounds leave room for other processors' int8 kernels (the float graph above is the exact check).
     diff = np.abs(ours - onnx_run("arbitrary_transform.onnx", feeds))
-    assert diff.max() < 0.3 and diff.mean() < 0.022
+    assert diff.max() < 0.4 and diff.mean() < 0.03
 
 
 @pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
