@@ -572,9 +572,10 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, *, prevent_thread_lock: bool = False,
-           demo: gr.Blocks | None = None, workdir: str | os.PathLike | None = None, max_live: int | None = None, **kwargs):
-    """Serve the app (`demo`, or one built with `workdir` and `max_live`); returns when the server stops
-    (or at once with `prevent_thread_lock`)."""
+           demo: gr.Blocks | None = None, workdir: str | os.PathLike | None = None, max_live: int | None = None,
+           auth: tuple[str, str] | None = None, **kwargs):
+    """Serve the app (`demo`, or one built with `workdir` and `max_live`), behind Gradio's login when
+    `auth` (user, password) is given; returns when the server stops (or at once with `prevent_thread_lock`)."""
     demo = demo or build_app(workdir, max_live=max_live)
     app: App = demo.streamdream_app
     if app.probe is not None:
@@ -588,6 +589,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, *, pr
         max_file_size=UI_MAX_UPLOAD,
         allowed_paths=[str(app.workdir)],
         show_error=True,
+        auth=auth,
         prevent_thread_lock=prevent_thread_lock,
         **{"css": CSS, **kwargs},
     )

@@ -500,3 +500,51 @@ def test_the_live_painting_is_taken_unopened(server):
     assert keep.fn({"path": "/tmp/gradio/x/bad.png", "orig_name": "bad.png"}) == "/tmp/gradio/x/bad.png" and keep.fn(None) is None
     stream = next(f for f in server.fns.values() if f.api_name == "live_frame")
     assert keep.outputs[0] in stream.inputs and blocks["live-style"] not in stream.inputs
+
+
+def test_a_login_keeps_strangers_out(tmp_path):
+    """`streamdream ui --auth USER:PASS`: without the login neither the page's API nor a client gets in."""
+    import urllib.error
+    import urllib.request
+
+    from streamdream.apps.ui import build_app, launch
+    from streamdream.engine import LiveEngine
+
+    with LiveEngine() as engine:
+        demo = build_app(tmp_path, max_live=1, engine=engine)
+        launch("127.0.0.1", free_port(), demo=demo, prevent_thread_lock=True, quiet=True, auth=("ann", "s3cret:x"))
+        try:
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(demo.local_url + "config", timeout=10)
+            assert refused.value.code == 401
+            with pytest.raises(Exception, match="credentials"):
+                gradio_client.Client(demo.local_url, verbose=False)
+            client = gradio_client.Client(demo.local_url, auth=("ann", "s3cret:x"), verbose=False)
+            assert "/dream_still" in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+        finally:
+            demo.close()
+
+
+@pytest.mark.parametrize(
+    "host, share, auth, said",
+    [
+        ("127.0.0.1", False, None, None),
+        ("0.0.0.0", False, None, "reachable on 0.0.0.0 from other machines; anyone who reaches it can use it (--auth USER:PASS"),
+        ("0.0.0.0", False, ("ann", "x"), "reachable on 0.0.0.0 from other machines, behind --auth's login"),
+        ("127.0.0.1", True, None, "reachable through a public gradio.live link; anyone"),
+    ],
+)
+def test_an_app_reachable_from_other_machines_says_so(host, share, auth, said):
+    from streamdream.apps.commands.ui import exposure_warning
+
+    warning = exposure_warning(host, share, auth)
+    assert warning is None if said is None else (warning.startswith("streamdream: warning: ") and said in warning and "\n" not in warning)
+
+
+@pytest.mark.parametrize("auth", ["ann", ":x", "ann:"])
+def test_a_bad_login_is_one_line_and_exit_2(auth, capsys):
+    from streamdream.apps.cli import main
+
+    assert main(["ui", "--auth", auth]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--auth" in err and "USER:PASS" in err and "\n" not in err

@@ -6,6 +6,7 @@ import argparse
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 
 from streamdream.errors import StreamdreamError
@@ -18,6 +19,7 @@ EXAMPLES = """examples:
   streamdream ui --port 8080
   streamdream ui --share                          # also a public gradio.live link
   streamdream ui --host 0.0.0.0 --max-live 8      # a room: 8 live seats, the others queue
+  streamdream ui --host 0.0.0.0 --auth ann:s3cret # reachable from the network, behind a login
 
 Live webcam, Video and Still tabs. Live streams, renders and stills share one live engine: the
 frames of all live visitors are dreamed together as one batch, the newest camera frame wins and a
@@ -27,9 +29,35 @@ in the queue and start when a seat frees.
 """
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def login(text: str) -> tuple[str, str]:
+    """--auth's USER:PASS (the password may hold colons; neither part may be empty)."""
+    user, _, password = text.partition(":")
+    if not (user and password):
+        raise argparse.ArgumentTypeError("expected USER:PASS, both not empty")
+    return user, password
+
+
+def exposure_warning(host: str, share: bool, auth: tuple[str, str] | None) -> str | None:
+    """The one line to print when the app is reachable from other machines, or None on loopback.
+
+    Whoever reaches the app can use this machine's CPU or GPU and upload files to it; say so once,
+    and how to put it behind a login, at start-up rather than after the first stranger arrives.
+    """
+    if host in LOOPBACK and not share:
+        return None
+    where = "through a public gradio.live link" if share else f"on {host} from other machines"
+    return f"streamdream: warning: the web app is reachable {where}" + (", behind --auth's login" if auth else "; anyone who reaches it can use it (--auth USER:PASS asks for a login)")
+
+
 def run_ui(args: argparse.Namespace) -> None:
     if not 0 < args.port < 65536:
         raise StreamdreamError(f"port must be between 1 and 65535, got {args.port}")
+    warning = exposure_warning(args.host, args.share, args.auth)
+    if warning:
+        print(warning, file=sys.stderr)
     # One private folder for the app's examples and outputs and Gradio's uploads and file cache, so
     # nothing is served from elsewhere; set before gradio is imported (it reads the variable then).
     workdir = tempfile.mkdtemp(prefix="streamdream-ui-")
@@ -42,7 +70,7 @@ def run_ui(args: argparse.Namespace) -> None:
     from streamdream.runtime import configure
 
     configure("auto")  # the app's models pick the same device; this sets up torch for it once
-    launch(args.host, args.port, args.share, workdir=workdir, max_live=args.max_live)
+    launch(args.host, args.port, args.share, workdir=workdir, max_live=args.max_live, auth=args.auth)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -51,6 +79,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="port (default %(default)s)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument("--auth", type=login, metavar="USER:PASS", help="ask every visitor for this login (Gradio's); say it whenever the app is reachable from other machines")
     parser.add_argument("--max-live", type=number(int, Range(low=1)), metavar="N",
                         help="live seats: visitors dreamed at once, the others queue (default: measured at start-up)")
     parser.set_defaults(run=run_ui)
