@@ -51,11 +51,6 @@ def _one_line(exc: BaseException) -> str:
     return "; ".join(part for part in [str(exc), *getattr(exc, "__notes__", [])] if part)  # a bare Ctrl-C has no message
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
-    torch = sys.modules.get("torch")
-    return isinstance(exc, MemoryError) or (torch is not None and isinstance(exc, torch.OutOfMemoryError))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -65,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from streamdream.errors import StreamdreamError  # first: the package sets OpenMP's spin count before torch loads
+    from streamdream.errors import StreamdreamError, is_out_of_memory  # first: the package sets OpenMP's spin count before torch loads
     from streamdream.io.paths import claim_outputs
 
     try:
@@ -95,7 +90,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"streamdream: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except (MemoryError, RuntimeError) as exc:
-        if not _is_out_of_memory(exc):
+        if not is_out_of_memory(exc):
             raise
         print("streamdream: error: out of memory; lower --max-side (or --size, --tile), or use --device cpu", file=sys.stderr)
         return 2

@@ -29,8 +29,16 @@ A thin front end over the library. Design points:
 * A live frame never raises a library error (`live_frame`): a bad painting, objective or frame is
   one line in the readout and the stream goes on (with the built-in style, or the camera as it is).
   The Still and Video tabs show an error once per click (`shown_as_error`).
-* Limits with clear messages: upload size (Gradio `max_file_size`), video duration, and the
-  resolution (bigger inputs are downscaled with a notice).
+* Limits, one readable message each, for an app that may be reachable from a network
+  (`streamdream ui --host/--share`): Gradio refuses an upload over `--max-upload-mb` before storing
+  it; a picture (photo, painting, camera frame) is measured from its header and refused over
+  `--max-megapixels` before anything decodes it (`ui_styles.Picture`, `ui_styles.Camera`); a video
+  over `--max-video-seconds` is refused before its render is queued, and a render stops there when
+  the file hid its length. The Still and Video tabs check their uploads in Gradio's validator
+  (`validator`), which runs when a request arrives, so a bad upload never waits in the queue. A
+  visitor renders one video at a time: a second while the first runs is refused (`App.rendering`).
+  A visitor's live frames past `UI_LIVE_MAX_FPS` are dropped before any work (`FrameRate`). Inputs
+  bigger than a tab's working size are downscaled with a notice.
 """
 
 from __future__ import annotations
@@ -71,9 +79,12 @@ from streamdream.settings import (
     STRENGTH,
     STYLE_METHOD,
     UI_LIVE_IDLE_S,
+    UI_LIVE_MAX_FPS,
+    UI_LIVE_RATE_WINDOW_S,
     UI_LIVE_TIME_LIMIT,
+    UI_MAX_PIXELS,
     UI_MAX_STILL_SIDE,
-    UI_MAX_UPLOAD,
+    UI_MAX_UPLOAD_MB,
     UI_MAX_VIDEO_SECONDS,
     UI_RENDERS,
     UI_STILL_SIDE,
@@ -97,7 +108,20 @@ from .ui_modes import (
     strength_slider,
     video_mode,
 )
-from .ui_styles import CSS as STYLES_CSS, StyleControls, chosen_style, live_style, style_controls, style_method, thumbnails, uploaded
+from .ui_styles import (
+    CSS as STYLES_CSS,
+    Camera,
+    Picture,
+    StyleControls,
+    chosen_style,
+    live_style,
+    named,
+    picture_problem,
+    style_controls,
+    style_method,
+    thumbnails,
+    uploaded,
+)
 
 LIVE_VIEW_HEIGHT = 360  # px: the camera preview and the live dream are shown at this same height
 # A live frame is small (240 px on a CPU); stretch the dream over its whole box, like the camera's preview.
@@ -145,11 +169,49 @@ def queue_message(place: int, capacity: int) -> str:
     return f"{seats} taken: you are number {place} in the queue. Keep this tab open: your dream starts as soon as a seat frees."
 
 
+class FrameRate:
+    """At most `fps` live frames a second from each visitor, measured over `window_s` (a token bucket
+    each: a burst of `fps * window_s` frames passes, then one per 1/`fps` s).
+
+    A browser sends 10 frames a second; a script could send thousands, and every frame costs a seat
+    check and a turn at the engine's queue although the engine keeps only the newest. `allow` says no
+    to the excess before any of that, without a message: the page just keeps its last picture.
+    `clock`: seconds, monotonic (tests pass their own).
+    """
+
+    def __init__(self, fps: float, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.fps, self.burst, self.window_s, self.clock = fps, fps * window_s, window_s, clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # visitor -> (frames they may still send, when counted)
+        self._swept = clock()
+
+    def allow(self, visitor: str) -> bool:
+        with self._lock:
+            now = self.clock()
+            self._sweep(now)
+            tokens, then = self._buckets.get(visitor, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - then) * self.fps)
+            allowed = tokens >= 1
+            self._buckets[visitor] = (tokens - 1 if allowed else tokens, now)
+            return allowed
+
+    def _sweep(self, now: float) -> None:  # under the lock
+        """Forget, once a window, the visitors silent for a whole window: their buckets are full again,
+        as good as none, so the table holds only the visitors streaming now."""
+        if now - self._swept >= self.window_s:
+            self._buckets = {visitor: (tokens, then) for visitor, (tokens, then) in self._buckets.items() if now - then < self.window_s}
+            self._swept = now
+
+
+RENDER_BUSY = "your other video is still rendering: wait for it, or cancel it, before you start another"
+
+
 class App:
     """The app's folders and limits (one per `build_app`)."""
 
     def __init__(self, workdir: str | os.PathLike | None = None, *, max_video_seconds: float = UI_MAX_VIDEO_SECONDS,
-                 live_time_limit: int = UI_LIVE_TIME_LIMIT, max_live: int | None = None, engine: LiveEngine | None = None) -> None:
+                 max_pixels: int = UI_MAX_PIXELS, live_fps: float = UI_LIVE_MAX_FPS, live_time_limit: int = UI_LIVE_TIME_LIMIT,
+                 max_live: int | None = None, engine: LiveEngine | None = None) -> None:
         if workdir is None:
             workdir = tempfile.mkdtemp(prefix="streamdream-ui-")
             atexit.register(shutil.rmtree, workdir, ignore_errors=True)
@@ -158,17 +220,24 @@ class App:
         self.outputs = self.workdir / "outputs"
         self.outputs.mkdir(exist_ok=True)
         self.max_video_seconds = max_video_seconds
+        self.max_pixels = max_pixels
         self.live_time_limit = live_time_limit
         self.engine = engine or shared_engine()  # every tab's model work runs on it
         self._cancels: dict[str, threading.Event] = {}  # session hash -> "stop my render"
+        self._rendering: set[str] = set()  # session hashes whose video renders now
+        self._rendering_lock = threading.Lock()
+        self.frame_rate = FrameRate(live_fps, UI_LIVE_RATE_WINDOW_S)
         self.probe = measure_capacity(self.engine) if max_live is None else None
         capacity = max_live if max_live is not None else self.probe.capacity
         self.seats = Seats(capacity, idle_s=LIVE_SEAT_IDLE_S, queue_limit=LIVE_QUEUE_LIMIT, on_free=self._close_live)
         self._live: dict[str, LiveSession] = {}  # session hash -> its live session on the engine
 
     def live(self, frame, state: LiveState | None, request: gr.Request | None, serve: Callable[[], tuple]):
-        """A Live tab frame of one visitor: `serve()` (`live_frame`) if seated, else their place in the queue."""
+        """A Live tab frame of one visitor: `serve()` (`live_frame`) if seated, else their place in the queue;
+        nothing changes on their page for a frame past their frame rate (`FrameRate`)."""
         visitor = visitor_of(request)
+        if not self.frame_rate.allow(visitor):
+            return gr.skip(), gr.skip(), gr.skip()
         if frame is None:
             return None, state, "waiting for the camera"
         try:
@@ -189,13 +258,33 @@ class App:
         visitor = visitor_of(request)
         self.seats.leave(visitor)
         self._close_live(visitor)
-        if visitor in self._cancels:
-            self._cancels[visitor].set()
+        cancel = self._cancels.pop(visitor, None)  # a running render holds its own reference
+        if cancel is not None:
+            cancel.set()
 
     def _close_live(self, visitor: str) -> None:
         session = self._live.pop(visitor, None)
         if session is not None:
             session.close()
+
+    @contextlib.contextmanager
+    def rendering(self, request: gr.Request | None) -> Iterator[None]:
+        """The visitor's one video render, held while it runs: a second one of theirs meanwhile is
+        refused (`RENDER_BUSY`) rather than queued behind the first, a turn the others would wait through."""
+        visitor = visitor_of(request)
+        with self._rendering_lock:
+            if visitor in self._rendering:
+                raise gr.Error(RENDER_BUSY)
+            self._rendering.add(visitor)
+        try:
+            yield
+        finally:
+            with self._rendering_lock:
+                self._rendering.discard(visitor)
+
+    def render_problem(self, request: gr.Request | None) -> str:
+        """`RENDER_BUSY` while the visitor's video renders, else "": the validator's early word on `rendering`."""
+        return RENDER_BUSY if visitor_of(request) in self._rendering else ""
 
     def cancel_event(self, request: gr.Request | None) -> threading.Event:
         return self._cancels.setdefault(visitor_of(request), threading.Event())  # atomic: no lock needed
@@ -236,7 +325,8 @@ class App:
 
 
 def live_frame(frame, model, objective, strength, iterations, carry, preset_name, state: LiveState | None,
-               kind: str = "dream", painting: str | None = None, builtin: str = DEFAULT_BUILTIN_STYLE, *, engine: LiveEngine | None = None):
+               kind: str = "dream", painting: str | None = None, builtin: str = DEFAULT_BUILTIN_STYLE, *, engine: LiveEngine | None = None,
+               max_pixels: int = UI_MAX_PIXELS):
     """One webcam frame in, its dream or painting out, plus the fps/latency readout. Called per
     streamed frame (never without one: `App.live` answers those).
 
@@ -244,7 +334,7 @@ def live_frame(frame, model, objective, strength, iterations, carry, preset_name
     shared one) and the call returns with its result, or with a newer frame's if one replaced it.
     The controls apply to the running stream from this frame on (`_live_session`). Style mode paints
     with the uploaded `painting`, or the `builtin` style while there is none or it cannot be painted
-    with (`ui_styles.live_style`).
+    with, one over `max_pixels` included (`ui_styles.live_style`).
 
     A frame never raises a library error: called ten times a second, it would show a toast each time
     and freeze the picture. What went wrong is one line in the readout, with what is shown instead:
@@ -255,7 +345,7 @@ def live_frame(frame, model, objective, strength, iterations, carry, preset_name
     side = LIVE_MAX_SIDE.on(device())
     if max(frame.shape[:2]) > side:  # shrink big camera frames; never blow small ones up
         frame = resize_max_side(frame, side)
-    style, note = live_style(painting, builtin) if kind == "style" else (None, "")
+    style, note = live_style(painting, builtin, max_pixels) if kind == "style" else (None, "")
     try:
         mode = live_mode(kind, model, objective, strength, style)
         live = _live_session(state, mode, stream_settings(preset_name, carry, iterations), (kind, model, objective, style), engine or shared_engine())
@@ -266,6 +356,7 @@ def live_frame(frame, model, objective, strength, iterations, carry, preset_name
     readout = (
         f"fps {live.fps():.1f} · latency {result.latency_ms:.0f} ms (flow {t.flow_ms:.0f}, {kind} {t.optimize_ms:.0f})"
         f" · {frame.shape[1]}x{frame.shape[0]} · frame {live.processed}" + (f" · {live.dropped} dropped" if live.dropped else "")
+        + (f" · working at {live.working_side} px since memory ran out" if live.working_side else "")
     )
     return result.image, state, f"{note} · {readout}" if note else readout
 
@@ -294,12 +385,13 @@ def preset_values(preset_name: str):
 
 
 @contextlib.contextmanager
-def shown_as_error() -> Iterator[None]:
-    """A library error as Gradio's error message: one toast for the click that caused it (Still, Video)."""
+def shown_as_error(*uploads: str | None) -> Iterator[None]:
+    """A library error as Gradio's error message: one toast for the click that caused it (Still, Video),
+    naming `uploads` by their file names, not their paths in the app's folder (`ui_styles.named`)."""
     try:
         yield
     except StreamdreamError as exc:
-        raise gr.Error(str(exc)) from None
+        raise gr.Error(named(str(exc), *uploads)) from None
 
 
 def image_tool(kind: str, rgb: np.ndarray | None, model: str, objective: str, class_index: int, seed: int) -> tuple[np.ndarray, str]:
@@ -331,7 +423,7 @@ def dream_still(path, model, objective, strength, octaves, iterations, max_side,
                 builtin: str = DEFAULT_BUILTIN_STYLE):
     rgb, note = None, "from noise"
     if path:
-        with shown_as_error():
+        with shown_as_error(path):
             rgb = load_image(path).rgb
         side = min(int(max_side), UI_MAX_STILL_SIDE)
         h, w = rgb.shape[:2]
@@ -347,7 +439,7 @@ def dream_still(path, model, objective, strength, octaves, iterations, max_side,
         out, about = app.engine.run(image_tool, kind, rgb, model, objective, class_index, int(seed))
         note = f"{note} · {about}"
     else:
-        with shown_as_error():
+        with shown_as_error(style_path):
             mode = frame_mode(kind, model, objective, strength, chosen_style(style_path, builtin), int(octaves), int(iterations), method)
         out = app.engine.run(mode.still, rgb, int(seed))
     rgb = out if rgb is None else rgb
@@ -361,34 +453,57 @@ def dream_still(path, model, objective, strength, octaves, iterations, max_side,
 # ---------------------------------------------------------------- video
 
 
+def too_long(name: str, limit: float, seconds: float | None = None) -> str:
+    """The one message for a video over `limit` seconds (`seconds` long, where its header says)."""
+    length = f"is {seconds:.1f} s long" if seconds else f"is longer than {limit:g} s"
+    return f"the video {name} {length}; the limit here is {limit:g} s"
+
+
+def video_problem(path: str | None, limit: float) -> str:
+    """Why an uploaded video is refused before its render is queued: not a video, or over `limit`
+    seconds by its header. One line naming the file; "" when it is fine or there is none."""
+    from streamdream.io.video import probe_video
+
+    if not path:
+        return ""
+    try:
+        info = probe_video(path)
+    except StreamdreamError as exc:
+        return named(str(exc), path)
+    return too_long(Path(path).name, limit, info.duration) if info.duration and info.duration > limit else ""
+
+
 def dream_video(path, model, objective, strength, carry, iterations, preset_name, max_side, app: App,
                 request: gr.Request = None, progress=gr.Progress(), kind: str = "dream", style_path: str | None = None,
                 method: str = STYLE_METHOD, builtin: str = DEFAULT_BUILTIN_STYLE):
+    """Render the video at `path`. Its length was checked from its header before the request was
+    queued (`video_problem`); a file that hid its length, or understated it, stops at the limit all the same."""
     from streamdream.io.video import probe_video
     from streamdream.video import RenderOptions, fit_max_side, process_video
 
     if not path:
         raise gr.Error("upload a video first")
-    with shown_as_error():
+    with shown_as_error(path):
         info = probe_video(path)
-    if info.duration and info.duration > app.max_video_seconds:
-        raise gr.Error(f"the video is {info.duration:.1f} s long; the limit here is {app.max_video_seconds:.0f} s")
     notes = []
     fitted = fit_max_side(info, int(max_side))
     if (fitted.width, fitted.height) != (info.width, info.height):
         notes.append(f"downscaled from {info.width}x{info.height} to {fitted.width}x{fitted.height}")
         gr.Info(notes[-1])
-    with shown_as_error():
+    with shown_as_error(style_path):
         mode = app.engine.serialized(video_mode(kind, model, objective, strength, chosen_style(style_path, builtin), method))  # first frame: as the CLI
         settings = stream_settings(preset_name, carry, iterations)
     cancel = app.cancel_event(request)
     cancel.clear()
+    most = app.max_video_seconds * info.fps + 1  # frames in the longest video taken (one more: a rounded length)
     dst = app.output_folder() / f"{kind}.mp4"
     progress((0, info.frame_count), desc="rendering", unit="frames")
 
     def on_frame(done: int, total: int | None) -> None:
         if cancel.is_set():
             raise Cancelled
+        if done > most:
+            raise StreamdreamError(too_long(Path(path).name, app.max_video_seconds))
         progress((done, total) if total else None, desc="rendering", unit="frames")
 
     try:
@@ -399,7 +514,7 @@ def dream_video(path, model, objective, strength, carry, iterations, preset_name
         raise gr.Error("render cancelled", print_exception=False) from None
     except StreamdreamError as exc:
         shutil.rmtree(dst.parent, ignore_errors=True)
-        raise gr.Error(str(exc)) from None
+        raise gr.Error(named(str(exc), path, style_path)) from None
     notes.append(f"{report.frames} frames in {report.seconds:.1f} s ({report.fps:.1f} fps)")
     return str(dst), str(dst), " · ".join(notes)
 
@@ -447,11 +562,40 @@ def _model_controls(default_objective: str, tab: str):
     return model, objective
 
 
-def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: float = UI_MAX_VIDEO_SECONDS,
-              live_time_limit: int = UI_LIVE_TIME_LIMIT, max_live: int | None = None, engine: LiveEngine | None = None) -> gr.Blocks:
+Check = Callable[[dict, gr.Request], str]  # (every input's value by its component, the request) -> what is wrong, "" if nothing
+
+
+def validator(inputs: list[gr.components.Component], checks: dict[gr.components.Component, Check]):
+    """Gradio's `validator=` for an event on `inputs`: it runs when a request arrives, before the
+    request is queued, so a bad upload is refused at once instead of after a wait in the queue.
+    `checks` maps an input to what is wrong with it; Gradio shows that message on the input."""
+
+    def validate(request: gr.Request, *values):  # the request first: Gradio passes it by this annotation
+        given = dict(zip(inputs, values))
+        problems = [checks[control](given, request) if control in checks else "" for control in inputs]
+        return [gr.validate(not problem, problem) for problem in problems]
+
+    return validate
+
+
+def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: float = UI_MAX_VIDEO_SECONDS, max_pixels: int = UI_MAX_PIXELS,
+              live_fps: float = UI_LIVE_MAX_FPS, live_time_limit: int = UI_LIVE_TIME_LIMIT, max_live: int | None = None,
+              engine: LiveEngine | None = None) -> gr.Blocks:
     """The app; its tabs run on `engine` (default: the process's shared live engine). `max_live`: live
-    seats (default: as many as this machine serves at a moving frame rate, measured now)."""
-    app = App(workdir, max_video_seconds=max_video_seconds, live_time_limit=live_time_limit, max_live=max_live, engine=engine)
+    seats (default: as many as this machine serves at a moving frame rate, measured now). The limits
+    (`App`): videos up to `max_video_seconds`, pictures up to `max_pixels`, `live_fps` live frames a
+    second from each visitor."""
+    app = App(workdir, max_video_seconds=max_video_seconds, max_pixels=max_pixels, live_fps=live_fps, live_time_limit=live_time_limit,
+              max_live=max_live, engine=engine)
+
+    def picture_check(picture: gr.components.Component, kind: gr.Radio | None = None) -> Check:
+        """`picture`'s upload checked (`picture_problem`); with `kind`, in style mode only (a painting is hidden, and unused, in the others)."""
+        return lambda given, request: picture_problem(given[picture], app.max_pixels) if kind is None or given[kind] == "style" else ""
+
+    def video_check(video: gr.Video) -> Check:
+        """No second render of the visitor's while one runs (`App.rendering`), and `video`'s upload checked (`video_problem`)."""
+        return lambda given, request: app.render_problem(request) or video_problem(given[video], app.max_video_seconds)
+
     default_objective = create_model(DEFAULT_MODEL, device="cpu").defaults.dream
     live = live_preset(device())
     pictures = app.engine.run(thumbnails, device())
@@ -459,7 +603,8 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
     def live_endpoint(frame, model, objective, strength, iterations, carry, preset_name, state, kind="dream", painting=None,
                       builtin=DEFAULT_BUILTIN_STYLE, request: gr.Request = None):
         def serve():
-            return live_frame(frame, model, objective, strength, iterations, carry, preset_name, state, kind, painting, builtin, engine=app.engine)
+            return live_frame(frame, model, objective, strength, iterations, carry, preset_name, state, kind, painting, builtin, engine=app.engine,
+                              max_pixels=app.max_pixels)
 
         return app.live(frame, state, request, serve)
 
@@ -469,8 +614,9 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
 
     def video_endpoint(path, model, objective, strength, carry, iterations, preset_name, max_side, kind="dream", style_path=None,
                        method=STYLE_METHOD, builtin=DEFAULT_BUILTIN_STYLE, request: gr.Request = None, progress=gr.Progress()):
-        return dream_video(path, model, objective, strength, carry, iterations, preset_name, max_side, app, request, progress,
-                           kind, style_path, method, builtin)
+        with app.rendering(request):  # one render per visitor at a time
+            return dream_video(path, model, objective, strength, carry, iterations, preset_name, max_side, app, request, progress,
+                               kind, style_path, method, builtin)
 
     def cancel_endpoint(request: gr.Request):
         return cancel_video(request, app)
@@ -481,7 +627,8 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
             with gr.Tab("Live", id="live"):
                 live_state = gr.State(None, time_to_live=UI_LIVE_IDLE_S, delete_callback=close_live)
                 with gr.Row():
-                    cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="webcam", height=LIVE_VIEW_HEIGHT, elem_id="live-input")
+                    cam = Camera(sources=["webcam"], streaming=True, type="numpy", label="webcam", height=LIVE_VIEW_HEIGHT, elem_id="live-input")
+                    cam.max_pixels = app.max_pixels
                     live_out = gr.Image(label="dream", type="numpy", format="jpeg", interactive=False, height=LIVE_VIEW_HEIGHT,
                                         elem_id="live-output", buttons=["download", "fullscreen"])
                 readout = gr.Textbox(label="fps / latency", value="start the webcam", interactive=False, elem_id="live-readout")
@@ -527,11 +674,14 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                 _follow_mode(v_kind, v_style, model=v_model, objective=v_objective, strength=v_strength, frame_iterations=v_iters, button=v_go, output=v_out)
                 v_note = gr.Textbox(label="status", interactive=False)
                 gr.Examples([[p] for p in app.example_videos()], inputs=[v_in], label="sample clips")
+                v_inputs = [v_in, v_model, v_objective, v_strength, v_carry, v_iters, v_preset, v_side, v_kind, v_style.painting, v_style.method,
+                            v_style.builtin]
                 render = v_go.click(
                     video_endpoint,
-                    [v_in, v_model, v_objective, v_strength, v_carry, v_iters, v_preset, v_side, v_kind, v_style.painting, v_style.method, v_style.builtin],
+                    v_inputs,
                     [v_out, v_file, v_note],
                     api_name="dream_video",
+                    validator=validator(v_inputs, {v_in: video_check(v_in), v_style.painting: picture_check(v_style.painting, v_kind)}),
                     concurrency_limit=UI_RENDERS,
                     concurrency_id="render",
                 )
@@ -539,7 +689,7 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
 
             with gr.Tab("Still", id="still"):
                 with gr.Row():
-                    s_in = gr.Image(sources=["upload", "clipboard"], type="filepath", label="picture", elem_id="still-input")
+                    s_in = Picture(sources=["upload", "clipboard"], type="filepath", label="picture", elem_id="still-input")
                     s_out = gr.ImageSlider(label="before / after", interactive=False, elem_id="still-output")
                 s_kind, s_style = _mode_controls("still", pictures, MODES + TOOLS)
                 s_model, s_objective = _model_controls(default_objective, "still")
@@ -557,12 +707,14 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                              class_index=s_class, button=s_go)
                 s_note = gr.Textbox(label="status", interactive=False)
                 gr.Examples([[p] for p in app.example_stills()], inputs=[s_in], label="sample photos")
+                s_inputs = [s_in, s_model, s_objective, s_strength, s_octaves, s_iters, s_side, s_seed, s_kind, s_style.painting, s_class,
+                            s_style.method, s_style.builtin]
                 s_go.click(
                     still_endpoint,
-                    [s_in, s_model, s_objective, s_strength, s_octaves, s_iters, s_side, s_seed, s_kind, s_style.painting, s_class, s_style.method,
-                     s_style.builtin],
+                    s_inputs,
                     [s_out, s_file, s_note],
                     api_name="dream_still",
+                    validator=validator(s_inputs, {s_in: picture_check(s_in), s_style.painting: picture_check(s_style.painting, s_kind)}),
                     concurrency_limit=UI_RENDERS,
                     concurrency_id="render",
                 )
@@ -573,9 +725,10 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
 
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, *, prevent_thread_lock: bool = False,
            demo: gr.Blocks | None = None, workdir: str | os.PathLike | None = None, max_live: int | None = None,
-           auth: tuple[str, str] | None = None, **kwargs):
+           auth: tuple[str, str] | None = None, max_upload_mb: int = UI_MAX_UPLOAD_MB, **kwargs):
     """Serve the app (`demo`, or one built with `workdir` and `max_live`), behind Gradio's login when
-    `auth` (user, password) is given; returns when the server stops (or at once with `prevent_thread_lock`)."""
+    `auth` (user, password) is given, refusing uploads over `max_upload_mb` MiB; returns when the
+    server stops (or at once with `prevent_thread_lock`)."""
     demo = demo or build_app(workdir, max_live=max_live)
     app: App = demo.streamdream_app
     if app.probe is not None:
@@ -586,7 +739,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, *, pr
         server_name=host,
         server_port=port,
         share=share,
-        max_file_size=UI_MAX_UPLOAD,
+        max_file_size=f"{max_upload_mb}mb",
         allowed_paths=[str(app.workdir)],
         show_error=True,
         auth=auth,

@@ -9,14 +9,22 @@
   camera will look like. The 26 are painted once per process and device, when the app is built.
 * An uploaded painting wins while it is there; clearing it returns to the selected built-in style.
   The Live tab reads it unopened (`uploaded`) and checks it once per upload (`painting_problem`): a
-  file that cannot be painted with (not an image, too small, one flat colour) becomes one line in
-  the readout, and the stream paints with the built-in style meanwhile (`live_style`). An error per
-  frame would bury the page in toasts and freeze the picture.
+  file that cannot be painted with (not an image, too large, too small, one flat colour) becomes one
+  line in the readout, and the stream paints with the built-in style meanwhile (`live_style`). An
+  error per frame would bury the page in toasts and freeze the picture.
+* Uploaded pictures (paintings here, the Still tab's photo) reach the app unopened (`Picture`) and
+  are measured from their header before anything decodes them (`picture_problem`), as the Live
+  tab's camera frames are (`Camera`): a picture with more pixels than the app takes, or a file that
+  is no picture, is refused in one line that names it as the visitor did (`named`), not by its
+  path in the app's folder.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +33,9 @@ import numpy as np
 import torch
 
 from streamdream.errors import StreamdreamError
-from streamdream.io.images import load_image, resize_max_side
+from streamdream.io.images import image_size, load_image, resize_max_side
 from streamdream.models.stylenets import BUILTIN_STYLES
-from streamdream.settings import BUILTIN_STYLE, DEFAULT_BUILTIN_STYLE, LIVE_MAX_SIDE, STYLE_METHOD, STYLE_METHODS
+from streamdream.settings import BUILTIN_STYLE, DEFAULT_BUILTIN_STYLE, LIVE_MAX_SIDE, STYLE_METHOD, STYLE_METHODS, UI_MAX_PIXELS
 from streamdream.style import check_painting
 from streamdream.style_net import NetStylizer, builtin_index
 
@@ -52,6 +60,86 @@ def thumbnails(device: torch.device) -> tuple[tuple[np.ndarray, str], ...]:
     return tuple((resize_max_side(NetStylizer(name, device=device).stylize(photo), THUMBNAIL_SIDE), name) for name in builtin_names())
 
 
+@contextlib.contextmanager
+def no_stub_file() -> Iterator[None]:
+    """Define Gradio components here without Gradio writing a type stub beside this module.
+
+    Gradio's component metaclass writes `<module>.pyi` (a copy of the module's source plus the
+    class's events) next to the module of every component class defined: into the source tree,
+    where it would shadow the module for type checkers and go stale.
+    """
+    from gradio import component_meta
+
+    write = component_meta.create_or_modify_pyi
+    component_meta.create_or_modify_pyi = lambda *args: None
+    try:
+        yield
+    finally:
+        component_meta.create_or_modify_pyi = write
+
+
+with no_stub_file():
+
+    class Picture(gr.Image):
+        """An image upload handed to the app as its path, unopened (type "filepath").
+
+        `gr.Image` opens every upload first and decodes and re-encodes one that is not RGB: a
+        decompression bomb would be decoded before the app sees it, and a file that is no picture
+        would fail with Pillow's words and the server's path. The app reads the header itself
+        (`picture_problem`) and decodes only what passes. An inline picture (a data URL, which no
+        upload in the browser sends) counts as none. The page draws it as a `gr.Image` (a Gradio template).
+        """
+
+        is_template = True
+
+        def preprocess(self, payload) -> str | None:
+            return payload.path if payload is not None else None
+
+    class Camera(gr.Image):
+        """The Live tab's webcam (a numpy frame for `live_frame`), each frame measured from its
+        header (`image_size`) before Gradio decodes it.
+
+        A browser sends its camera's frames inline, as JPEG data URLs of the camera's size; a script
+        can send anything in their place, and a decompression bomb of a few kilobytes would be
+        decoded into gigabytes. A frame over `max_pixels` (the app sets its own), or one that is no
+        picture, is refused with one message. The page draws it as a `gr.Image` (a Gradio template,
+        so no constructor of its own: Gradio describes a component to the page by its constructor's
+        parameters).
+        """
+
+        is_template = True
+        max_pixels = UI_MAX_PIXELS
+
+        def preprocess(self, payload):
+            if payload is not None:
+                inline = payload.url and payload.url.startswith("data:")
+                try:
+                    image_size(base64.b64decode(payload.url.partition(",")[2]) if inline else payload.path, self.max_pixels)
+                except StreamdreamError as exc:
+                    raise gr.Error(named(str(exc), payload.path)) from None
+            return super().preprocess(payload)
+
+
+def named(message: str, *uploads: str | None) -> str:
+    """`message` with each upload's path in the app's folder replaced by its file name: what the visitor
+    uploaded, not where the app keeps it."""
+    for path in filter(None, uploads):
+        message = message.replace(path, Path(path).name)
+    return message
+
+
+def picture_problem(path: str | None, max_pixels: int) -> str:
+    """Why an uploaded picture is refused, read from its header alone (`image_size`): not a picture,
+    or more than `max_pixels` pixels. One line naming the file; "" when it is fine or there is none."""
+    if not path:
+        return ""
+    try:
+        image_size(path, max_pixels)
+    except StreamdreamError as exc:
+        return named(str(exc), path)
+    return ""
+
+
 @dataclass
 class StyleControls:
     """A tab's style choice (shown in style mode only): how it is painted (Video and Still; Live
@@ -60,7 +148,7 @@ class StyleControls:
     method: gr.Radio | None
     gallery: gr.Gallery
     builtin: gr.Dropdown
-    painting: gr.Image
+    painting: Picture
 
     def parts(self) -> dict[str, gr.components.Component]:
         """These controls by their part in `ui_modes.mode_view`."""
@@ -81,8 +169,8 @@ def style_controls(tab: str, pictures: tuple[tuple[np.ndarray, str], ...], metho
                          elem_classes="style-gallery")
     with gr.Row():
         builtin = gr.Dropdown(builtin_names(), value=DEFAULT_BUILTIN_STYLE, label="built-in style", visible=False, elem_id=f"{tab}-builtin")
-        painting = gr.Image(sources=["upload"], type="filepath", label="your painting (wins while it is here)", height=120, visible=False,
-                            elem_id=f"{tab}-style")
+        painting = Picture(sources=["upload"], type="filepath", label="your painting (wins while it is here)", height=120, visible=False,
+                           elem_id=f"{tab}-style")
     gallery.select(picked, None, builtin, queue=False, api_visibility="private")
     builtin.input(lambda name: gr.update(selected_index=builtin_index(name)), builtin, gallery, queue=False, api_visibility="private")
     return StyleControls(method, gallery, builtin, painting)
@@ -105,19 +193,22 @@ def uploaded(payload: dict | None) -> str | None:
 
 
 @functools.lru_cache(maxsize=64)
-def painting_problem(path: str) -> str:
-    """Why a painting cannot be painted with, in one line naming its file; "" when it can."""
-    name = Path(path).name
+def painting_problem(path: str, max_pixels: int) -> str:
+    """Why a painting cannot be painted with, in one line naming its file; "" when it can. Its header
+    is checked (`picture_problem`) before it is decoded."""
+    problem = picture_problem(path, max_pixels)
+    if problem:
+        return problem
     try:
-        check_painting(load_image(path).rgb, f"the painting {name}")
+        check_painting(load_image(path).rgb, f"the painting {Path(path).name}")
     except StreamdreamError as exc:
-        return str(exc).replace(path, name)
+        return named(str(exc), path)
     return ""
 
 
-def live_style(painting: str | None, builtin: str) -> tuple[str, str]:
+def live_style(painting: str | None, builtin: str, max_pixels: int) -> tuple[str, str]:
     """The style a live frame paints with, and a note when that is not the visitor's painting."""
-    problem = painting_problem(painting) if painting else ""
+    problem = painting_problem(painting, max_pixels) if painting else ""
     if problem:
         return builtin, f"{problem} · painting with {builtin} instead"
     return chosen_style(painting, builtin), ""

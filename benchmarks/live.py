@@ -65,6 +65,16 @@ def camera_frame(clip: list[np.ndarray], index: int) -> np.ndarray:
     return clip[index % len(clip)] if index // len(clip) % 2 == 0 else clip[-1 - index % len(clip)]
 
 
+def visitor_modes(count: int, *, device: str, eager: bool = False, style=None, method: str = STYLE_METHOD) -> list[FrameMode]:
+    """The modes of `count` simulated visitors: dreams with `VISITORS`' objectives and strengths in turn
+    (each built once and shared, as the web app shares its modes), or all one painting's style by `method`."""
+    options = {"device": device, "cuda_graphs": not eager}
+    if style is not None:
+        return [create_stylizer(method, style, **options)] * count
+    dreamers = [Dreamer(objective=objective, strength=strength, **options) for objective, strength in VISITORS[:count]]
+    return [dreamers[i % len(dreamers)] for i in range(count)]
+
+
 @dataclass
 class Measured:
     results: list[Results]  # per stream
@@ -143,12 +153,7 @@ def run(
     with a time budget is never held up; fewer than two steady results by then is a TimeoutError.
     """
     width, height = (int(v) for v in resolution.split("x"))
-    options = {"device": device, "cuda_graphs": not eager}
-    if style is not None:
-        modes = [create_stylizer(method, style, **options)] * sessions
-    else:
-        modes = [Dreamer(objective=objective, strength=strength, **options) for objective, strength in VISITORS]
-        modes = [modes[i % len(modes)] for i in range(sessions)]
+    modes = visitor_modes(sessions, device=device, eager=eager, style=style, method=method)
     name = preset_name if preset_name != "auto" else live_preset(modes[0].device)
     clips = cameras(sessions, (width, height))
     if modes[0].device.type == "cuda":

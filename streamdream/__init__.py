@@ -26,6 +26,17 @@ import types
 # several threads of one process: `runtime.on_own_thread` says how that is avoided.
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
+# PyTorch's CPU convolutions (oneDNN) keep what they set up for each input size in two caches, oneDNN's
+# own and ideep's, of 1024 entries each. A live server meets many camera sizes, each a new set of
+# entries (a live frame ~45, a stream's first still ~90 more), and never gives them back: dreaming
+# 30 streams of random sizes (`benchmarks/soak.py`'s churn sizes) one after another, the process
+# kept 78 MB more, memory freed since handed back; with 512 entries each, 36 MB. 512 still hold
+# the live frames of about ten sizes at once: a round of 8 streams of 8 sizes took no more CPU
+# time than with 1024 (with 256, a quarter more: they were set up again every round). Read when
+# torch sets up its first convolution; an explicit setting wins.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "512")
+os.environ.setdefault("LRU_CACHE_CAPACITY", "512")
+
 # The public names load on first use (PEP 562), so `import streamdream.errors` or the CLI's
 # `--help` does not pay for importing torch.
 _EXPORTS = {

@@ -20,6 +20,7 @@ from .io.images import from_rgb_like, resize_max_side, to_picture
 from .models import Backbone, create_model, resolve_device
 from .objectives import Objective, guide, parse_objective
 from .optimize import NormalizedAscent, Octaves, Progress, evaluate, make_generator
+from .runtime import on_own_thread
 from .scheduler import OptimizeCall
 from .settings import DEFAULT_MODEL, DreamSettings, TemporalSettings
 
@@ -83,9 +84,12 @@ class Dreamer(WarmStartMode):
         if len(layers) != 1:
             raise StreamdreamError(f"a guide image needs an objective on one layer, got {', '.join(layers)}")
         rgb = resize_max_side(to_picture(guide_image).rgb, GUIDE_MAX_SIDE)
-        with torch.no_grad():
-            features = self.model(to_tensor(rgb, self.device), layers)[layers[0]]
-        return guide(layers[0], features)
+        # on a thread of its own: the caller (a web request, the live source) would keep its OpenMP team
+        return guide(layers[0], on_own_thread(self._features, rgb, layers[0]))
+
+    @torch.no_grad()
+    def _features(self, rgb: np.ndarray, layer: str) -> torch.Tensor:
+        return self.model(to_tensor(rgb, self.device), [layer])[layer]
 
     def steps(self, height: int, width: int, octaves: int | None = None) -> int:
         """How many optimizer steps a picture of this size takes (for progress bars)."""

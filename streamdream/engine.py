@@ -29,17 +29,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import cv2
 import numpy as np
 import torch
 
 from .carry import FrameMode
-from .errors import StreamdreamError
+from .errors import StreamdreamError, is_out_of_memory
+from .io.images import resize_max_side
 from .scheduler import Work, tick
-from .runtime import on_own_thread
+from .runtime import on_own_thread, release_memory
 from .session import StreamSession
-from .settings import TemporalSettings
+from .settings import LIVE_OOM_MIN_SIDE, LIVE_OOM_SHRINK, TemporalSettings
 
 T = TypeVar("T")
+
+
+class FrameLost(StreamdreamError):
+    """The frame a caller waits for was given up (the machine ran out of memory); the session goes on."""
 
 
 class FairLock:
@@ -134,6 +140,10 @@ class LiveSession:
     calling `reset`, takes effect from the next frame the engine takes. After `close`, or after a
     frame failed (the error is kept in `error` and raised by `wait` and `submit`), no frame of the
     session is processed any more.
+
+    Running out of memory is not such a failure while the frames can still shrink: the frame is
+    lost (`lost`; `wait` raises `FrameLost` for it), the session works at a smaller `working_side`
+    from the next frame on (results still come at the submitted size) and `notice` says so.
     """
 
     def __init__(self, engine: LiveEngine, stream: StreamSession, on_result: Callable[[LiveResult], None] | None) -> None:
@@ -146,6 +156,10 @@ class LiveSession:
         self.dropped = 0
         self.error: BaseException | None = None
         self.closed = False
+        self.lost = 0  # frames given up because the machine ran out of memory
+        self.working_side: int | None = None  # longest side the engine works at (None: as submitted)
+        self.notice: str | None = None  # what the owner should show: why the picture got softer
+        self._lost_frame = 0  # number of the newest lost frame
         self._pending: tuple[np.ndarray, int, float] | None = None  # image, frame number, submit time
         self._changes: dict[str, Any] = {}  # "mode", "settings", "reset": applied on the engine's thread
         self._busy = False  # the engine is processing one of its frames
@@ -171,10 +185,14 @@ class LiveSession:
         with self._cond:
             frame = self.submitted if frame is None else frame
             done = lambda: self.latest is not None and self.latest.frame >= frame  # noqa: E731
-            self._cond.wait_for(lambda: done() or self.error is not None or self.closed, timeout)
+            # the newest frame was lost: no result for `frame` or a newer one will come unless another is sent
+            lost = lambda: self._lost_frame >= frame and self._lost_frame == self.submitted  # noqa: E731
+            self._cond.wait_for(lambda: done() or lost() or self.error is not None or self.closed, timeout)
             if done():
                 return self.latest
             self._check()
+            if lost():
+                raise FrameLost(self.notice or f"frame {frame} was lost")
             raise TimeoutError(f"no result for frame {frame} within {timeout} s")
 
     settings = _pending_change("settings", operator.eq)
@@ -202,6 +220,17 @@ class LiveSession:
             if drain and threading.current_thread() is not self.engine._thread:
                 self._cond.wait_for(lambda: (self._pending is None and not self._busy) or self.error is not None or self.closed)
             self.engine._forget(self)
+            idle = not self._busy
+        if idle:  # else the engine releases it when the frame it works on is done (`LiveEngine._idle`)
+            self._release()
+
+    def _release(self) -> None:
+        """Drop the closed session's warm state, which its owner may keep a while (the web app's
+        `gr.State`), and hand the memory back (`runtime.release_memory`): without it, a churn of 100
+        web visitors of random sizes left the process 11.7% larger with nothing open, with it 2.2%
+        (`benchmarks/soak.py`, 2-core Xeon)."""
+        self.stream.reset()
+        release_memory()
 
     def _check(self) -> None:
         if self.error is not None:
@@ -346,7 +375,8 @@ class LiveEngine:
         jobs = [job for job in jobs if self._apply(job)]
         if not jobs:
             return
-        done = tick([(job.session.stream, job.image) for job in jobs], map_=pool.map, lock=self._lock)
+        frames = [(job.session.stream, _fit(job.image, job.session.working_side)) for job in jobs]
+        done = tick(frames, map_=pool.map, lock=self._lock)
         with self._cond:
             self.steps += done.batches
             self.batched += done.frames
@@ -376,6 +406,8 @@ class LiveEngine:
         try:
             if isinstance(image, BaseException):
                 raise image
+            if image.shape != job.image.shape:  # worked smaller: shown at the size the owner sent
+                image = cv2.resize(image, job.image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
             with self._cond:
                 result = LiveResult(image, 1000 * (time.perf_counter() - job.submitted), session.processed, job.frame)
                 session.latest = result
@@ -385,9 +417,31 @@ class LiveEngine:
             if session.on_result is not None:
                 session.on_result(result)
         except BaseException as error:  # noqa: BLE001 - kept for the session's owner
-            self._fail(session, error)
+            if not (is_out_of_memory(error) and self._shrink(job)):
+                self._fail(session, error)
         finally:
             self._idle(session)
+
+    def _shrink(self, job: _Job) -> bool:
+        """After the machine ran out of memory on `job`: lose its frame and work smaller from now on.
+
+        Only the streams of the batch that ran out lose a frame; the others' results were made.
+        False when the frames cannot shrink any more (the session then fails with the error).
+        """
+        session = job.session
+        side = session.working_side or max(job.image.shape[:2])
+        smaller = int(side * LIVE_OOM_SHRINK)
+        if smaller < LIVE_OOM_MIN_SIDE:
+            return False
+        if torch.device(session.stream.mode.device).type == "cuda":
+            torch.cuda.empty_cache()  # the failed batch's blocks go back to the device for everyone
+        with self._cond:
+            session.working_side = smaller
+            session.lost += 1
+            session._lost_frame = max(session._lost_frame, job.frame)
+            session.notice = f"out of memory at {side} px: working at {smaller} px from now on"
+            self._cond.notify_all()
+        return True
 
     def _fail(self, session: LiveSession, error: BaseException) -> None:
         with self._cond:
@@ -400,6 +454,8 @@ class LiveEngine:
         with self._cond:
             session._busy = False
             self._cond.notify_all()
+        if session.closed:
+            session._release()
 
 
 class _Serialized(FrameMode):
@@ -423,6 +479,11 @@ class _Serialized(FrameMode):
     def _locked(self, work: Work) -> torch.Tensor:
         with self._lock:
             return work.run()
+
+
+def _fit(rgb: np.ndarray, side: int | None) -> np.ndarray:
+    """`rgb` shrunk so its longer side is at most `side` (None: as it is)."""
+    return rgb if side is None or max(rgb.shape[:2]) <= side else resize_max_side(rgb, side)
 
 
 _SHARED: LiveEngine | None = None

@@ -180,5 +180,10 @@ class LiveStream:
         return self.live.dropped if self.live else 0
 
     @property
+    def notice(self) -> str | None:
+        """What the engine has to tell about the stream (e.g. it ran out of memory and works smaller now)."""
+        return self.live.notice if self.live else None
+
+    @property
     def processed(self) -> int:
         return self.live.processed if self.live else 0

@@ -8,6 +8,9 @@ returns on.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -87,4 +90,25 @@ def on_own_thread(fn: Callable[..., T], *args: Any) -> T:
         return pool.submit(fn, *args).result()
 
 
-__all__ = ["configure", "on_own_thread", "resolve_device"]
+def release_memory() -> None:
+    """Hand the memory the process has freed back to the system (glibc's `malloc_trim`; elsewhere nothing).
+
+    glibc keeps what a process frees for reuse, and the frames and tensors of streams of many sizes
+    leave its arenas fragmented, so the process only grows: in `benchmarks/soak.py`'s churn (100
+    visitors of random sizes, come and gone) it ended 112 MB (12%) above its start with nothing open;
+    trimmed as each live session closed, 20 MB (2%). A trim took 24 ms in a 1 GB process on the
+    2-core Xeon: for moments when much was just freed (a capacity probe's end, a session closing).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, or None where the C library has none (macOS, Windows, musl)."""
+    name = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+
+
+__all__ = ["configure", "on_own_thread", "release_memory", "resolve_device"]

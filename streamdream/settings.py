@@ -223,6 +223,23 @@ def live_preset(device: Any) -> str:
 LIVE_MAX_SIDE = PerDevice(cpu=240, gpu=640)
 LIVE_SIDE_RANGE = Range(MIN_SIDE, 4096)
 
+# `streamdream live` and the network: how long a source may send nothing (or an output take to
+# answer) before the run says so and gives up; a gap this long is reported as a stall even when the
+# source comes back; a dropped network output is reopened after a pause that doubles up to a cap,
+# and a closing one gets this long to send what it holds.
+LIVE_TIMEOUT_S = 10.0
+LIVE_TIMEOUT_RANGE = Range(above=0.0, high=3600.0)
+LIVE_STALL_NOTICE_S = 1.0
+LIVE_RECONNECT_S = (0.5, 8.0)  # first pause, longest pause
+LIVE_SINK_CLOSE_S = 5.0
+
+# A live frame that runs out of memory (a CUDA OOM, a MemoryError) costs its stream that frame, and
+# the stream works at this fraction of its side from then on (its results are scaled back up to the
+# camera's size); below the smallest side the stream ends with the error. A quarter less side is
+# ~44% less memory for activations, enough to clear most near-misses in one step.
+LIVE_OOM_SHRINK = 0.75
+LIVE_OOM_MIN_SIDE = 64
+
 # Strength: how strongly a mode changes a picture, 1 = its defaults, the same for every mode and front
 # end: a dream's multiplies its step (`DreamSettings.strength`), a style's its style weight
 # (`StyleSettings.strength`). What a result measures, mean |output - input|, is its *effect*
@@ -239,9 +256,17 @@ LIVE_QUEUE_LIMIT = 64  # beyond this, a visitor is told to come back later
 LIVE_SEAT_IDLE_S = 2.0  # a seat whose camera sent nothing for this long (a closed tab) goes to the next in line
 
 # The web app (`streamdream ui`): limits with a clear message each, and the tabs' working sizes.
-UI_MAX_UPLOAD = "200mb"  # Gradio refuses bigger uploads with a clear message
-UI_MAX_VIDEO_SECONDS = 60.0
+UI_MAX_UPLOAD_MB = 200  # Gradio refuses a bigger upload (MiB, as Gradio counts them) before it is stored
+# Pictures (photos, paintings, camera frames) are measured from their header and refused above this
+# before anything is decoded (a phone's photo is 12 to 50 Mpx; the Still tab works at UI_MAX_STILL_SIDE).
+UI_MAX_PIXELS = 50_000_000
+UI_MAX_VIDEO_SECONDS = 60.0  # a longer video is refused before its render is queued
 UI_MAX_STILL_SIDE = 2048  # hard cap; the Still tab's slider picks the working size below it
+# A visitor's page may send this many live frames a second, measured over UI_LIVE_RATE_WINDOW_S; a
+# browser sends 10 (the stream's `stream_every`), so only a script goes faster, and its excess frames
+# are dropped before any model work (the engine would drop them anyway: it keeps the newest).
+UI_LIVE_MAX_FPS = 30
+UI_LIVE_RATE_WINDOW_S = 1.0
 UI_LIVE_TIME_LIMIT = 300  # seconds a live stream may run before it stops (the visitor can restart it)
 UI_LIVE_IDLE_S = 120  # a live session that got no frame for this long is closed (its warm state freed)
 UI_RENDERS = 1  # still and video jobs admitted at once
@@ -329,3 +354,6 @@ RAY_SEGMENTS_PER_WORKER = 4
 RAY_MIN_SEGMENT_EXTRA = 8
 # How often one segment may be tried: a second try on another worker, then the job fails.
 RAY_ATTEMPTS = 2
+# How long `--ray HOST:PORT` waits for the address to accept a connection before saying no cluster
+# answers there: Ray itself retries for minutes, logging a warning every few seconds.
+RAY_CONNECT_TIMEOUT_S = 5.0

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from streamdream.engine import FairLock, LiveEngine
+from streamdream.dream import Dreamer
+from streamdream.engine import FairLock, FrameLost, LiveEngine
 from streamdream.errors import StreamdreamError
 from streamdream.carry import FrameMode
-from streamdream.settings import TemporalSettings
+from streamdream.samples.make import camera_frames
+from streamdream.settings import LIVE_OOM_SHRINK, TemporalSettings, preset
 
 from .conftest import until
 
@@ -205,3 +207,73 @@ def test_a_closed_engine_stops_its_worker_and_refuses_sessions():
     assert not worker.is_alive() and live.closed
     with pytest.raises(StreamdreamError, match="closed"):
         engine.open(Gated(gated=False))
+
+
+class MemoryCeiling(Gated):
+    """A pass-through mode on a machine whose memory holds frames up to `side` pixels a side."""
+
+    def __init__(self, side: int) -> None:
+        super().__init__(gated=False)
+        self.side = side
+
+    def _frame(self, kind, image, carry):
+        if max(image.shape[-2:]) > self.side:
+            raise MemoryError
+        return super()._frame(kind, image, carry)
+
+
+def test_running_out_of_memory_costs_a_stream_one_frame_and_shrinks_it(engine):
+    mode = MemoryCeiling(side=100)
+    big, small = engine.open(mode, CARRY_IN_PLACE), engine.open(mode, CARRY_IN_PLACE)
+    camera = np.full((128, 128, 3), 90, np.uint8)
+    assert small.wait(small.submit(frame(5))).image.shape == (8, 8, 3)
+    with pytest.raises(FrameLost, match="out of memory at 128 px: working at 96 px"):
+        big.wait(big.submit(camera))
+    assert (big.lost, big.working_side, big.error, big.closed) == (1, 96, None, False)
+    result = big.wait(big.submit(camera))  # worked at 96 px, shown at the camera's size
+    assert result.image.shape == camera.shape and np.all(result.image == 90)
+    assert mode.values() == [5, 90]
+    assert small.wait(small.submit(frame(6))).image[0, 0, 0] == 6
+    assert (small.lost, small.working_side, small.notice) == (0, None, None)  # the other stream never noticed
+    assert "working at 96 px" in big.notice
+
+
+def test_a_stream_that_cannot_shrink_any_more_ends_with_the_memory_error(engine):
+    live = engine.open(MemoryCeiling(side=0), CARRY_IN_PLACE)
+    with pytest.raises(FrameLost):
+        live.wait(live.submit(np.zeros((100, 100, 3), np.uint8)))  # 100 px -> 75 px
+    with pytest.raises(MemoryError):
+        live.wait(live.submit(np.zeros((100, 100, 3), np.uint8)))  # 75 px: under the smallest side
+    assert live.closed and live.lost == 1
+
+
+def test_a_batch_out_of_memory_costs_only_its_own_streams_a_frame(engine, model, monkeypatch):
+    """Real dreams, batched: frames over 80 px a side do not fit (an injected CUDA-style OOM in the
+    optimizer); the two big streams lose one frame each and go on smaller, the small one never notices."""
+    import streamdream.scheduler as scheduler
+
+    optimize = scheduler.optimize
+
+    def limited(image, *args, **kwargs):
+        if max(image.shape[-2:]) > 80:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return optimize(image, *args, **kwargs)
+
+    monkeypatch.setattr(scheduler, "optimize", limited)
+    settings = preset("fast")
+    dream = Dreamer(model, device="cpu")
+    big = [camera_frames(kind, (96, 64), 3)[0] for kind in ("pan", "zoom")]
+    small = camera_frames("pan", (48, 32), 3)[0]
+    streams = [engine.open(dream, settings) for _ in range(3)]
+    lost, shapes = [0, 0, 0], [[], [], []]
+    for t in range(3):
+        numbers = [live.submit(clip[t]) for live, clip in zip(streams, [*big, small])]
+        for i, (live, number) in enumerate(zip(streams, numbers)):
+            try:
+                shapes[i].append(live.wait(number).image.shape)
+            except FrameLost:
+                lost[i] += 1
+    assert lost == [1, 1, 0]
+    assert shapes == [[(64, 96, 3)] * 2, [(64, 96, 3)] * 2, [(32, 48, 3)] * 3]
+    assert [live.working_side for live in streams] == [int(96 * LIVE_OOM_SHRINK)] * 2 + [None]
+    assert all(live.error is None for live in streams)

@@ -245,3 +245,37 @@ def test_ray_missing_says_how_to_install(clip, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     assert main(["dream", str(clip), "-o", str(tmp_path / "o.mp4"), "--ray"]) == 2
     assert "install streamdream[ray]" in capsys.readouterr().err
+
+
+RAY_BAD_INPUTS = [
+    # (extra arguments after INPUT -o OUTPUT, what the one line says)
+    (["--ray=127.0.0.1:1"], "no Ray cluster answers at 127.0.0.1:1 (connection refused)"),
+    (["--ray=ray://127.0.0.1:1"], "no Ray cluster answers at ray://127.0.0.1:1"),
+    (["--ray=[::1]:1"], "no Ray cluster answers at [::1]:1"),
+    (["--ray=nosuchhost.invalid:6379"], "no Ray cluster answers at nosuchhost.invalid:6379"),
+    (["--ray=127.0.0.1:port"], "the port must be a number from 1 to 65535"),
+    (["--ray=127.0.0.1:70000"], "the port must be a number from 1 to 65535"),
+    (["--ray", "--ray-workers", "0"], "--ray-workers"),
+    (["--ray", "--ray-workers", "nan"], "--ray-workers"),
+    (["--ray", "--segment-frames", "0"], "--segment-frames"),
+    (["--ray", "--fade", "-1"], "--fade"),
+    (["--ray", "--overlap", "inf"], "--overlap"),
+    (["--fade", "2"], "--fade apply to --ray renders only"),
+    (["--ray-workers", "2", "--segment-frames", "8"], "--ray-workers, --segment-frames apply to --ray renders only"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), RAY_BAD_INPUTS, ids=[" ".join(extra) for extra, _ in RAY_BAD_INPUTS])
+def test_bad_ray_options_are_one_line_and_exit_2_with_nothing_written(clip, tmp_path, capsys, extra, message):
+    """Refused before any work: a cluster that does not answer is said at once (Ray alone would retry
+    for minutes), the input is untouched and no output, partial or hidden, is left behind."""
+    pytest.importorskip("ray")
+    from streamdream.apps.cli import main
+
+    before = clip.read_bytes()
+    output = tmp_path / "out" / "o.mp4"
+    output.parent.mkdir()
+    assert main(["dream", str(clip), "-o", str(output), *extra, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert clip.read_bytes() == before and list(output.parent.iterdir()) == []

@@ -342,6 +342,36 @@ def test_a_bad_live_painting_is_one_readout_line_and_the_stream_goes_on(tmp_path
     assert state.session.processed == 3 and "frame 3" in readout
 
 
+def test_a_live_frame_out_of_memory_is_one_readout_line_and_the_stream_goes_on_smaller(monkeypatch):
+    """The machine runs out of memory on frames over 100 px a side (injected into the style network's
+    pass): the camera is shown for that frame with the reason, then the stream goes on at 96 px,
+    shown at the camera's size, and the readout keeps saying so."""
+    from streamdream.apps.ui import live_frame
+    from streamdream.engine import LiveEngine
+    from streamdream.samples.make import camera_frames
+    from streamdream.style_net import PaintCall
+
+    run_batch = PaintCall.run_batch
+
+    def limited(calls):
+        if max(calls[0].image.shape[-2:]) > 100:
+            raise MemoryError
+        return run_batch(calls)
+
+    monkeypatch.setattr(PaintCall, "run_batch", staticmethod(limited))
+    frames, _ = camera_frames("pan", (128, 96), 3)
+    state = None
+    with LiveEngine() as engine:
+        readouts = []
+        for frame in frames:
+            out, state, readout = live_frame(frame, "efficientnet_lite0", "", 1.0, 1, 0.9, "fast", state, "style", None, engine=engine)
+            assert out.shape == frame.shape and "\n" not in readout
+            readouts.append(readout)
+    assert readouts[0] == "out of memory at 128 px: working at 96 px from now on · showing the camera as it is"
+    assert all(r.startswith("fps ") and r.endswith("working at 96 px since memory ran out") for r in readouts[1:])
+    assert distance(out, frames[-1]) > 20 and state.session.lost == 1  # painted, at the smaller size
+
+
 def test_a_live_dream_that_cannot_run_shows_the_camera_and_says_why():
     from streamdream.apps.ui import live_frame
     from streamdream.engine import LiveEngine

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import socket
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-CHROMIUM = Path(os.environ.get("STREAMDREAM_CHROMIUM", "/usr/bin/chromium"))
+from benchmarks.browser import CHROMIUM, chromium, free_port, open_live, start_webcam
+
 if not CHROMIUM.exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (CI installs the Debian chromium package)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
@@ -24,22 +23,6 @@ pytest.importorskip("gradio")
 from PIL import Image  # noqa: E402
 
 CLIP_SIZE = (160, 120)
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -70,32 +53,14 @@ def app_url(app):
 
 @pytest.fixture(scope="module")
 def browser(camera_clip):
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=[*BROWSER_ARGS, f"--use-file-for-fake-video-capture={camera_clip[0]}"]
-        )
+    with chromium(camera_clip[0]) as browser:
         yield browser
-        browser.close()
-
-
-def open_live(browser, url: str):
-    context = browser.new_context(permissions=["camera"], viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.goto(url, timeout=90_000)
-    page.get_by_role("tab", name="Live").click()
-    page.wait_for_selector("#live-input", timeout=60_000)
-    return context, page
 
 
 def set_slider(page, elem_id: str, value: float) -> None:
     box = page.locator(f"#{elem_id} input[type=number]")
     box.fill(str(value))
     box.press("Enter")
-
-
-def start_webcam(page) -> None:
-    page.locator("#live-input").get_by_text("Click to Access Webcam").click()
-    page.locator("#live-input button", has_text="Record").first.click(timeout=30_000)
 
 
 def output_image(page) -> np.ndarray | None:

@@ -10,7 +10,13 @@ import sys
 import tempfile
 
 from streamdream.errors import StreamdreamError
-from streamdream.settings import Range
+from streamdream.settings import (
+    MAX_PIXELS,
+    UI_MAX_PIXELS,
+    UI_MAX_UPLOAD_MB,
+    UI_MAX_VIDEO_SECONDS,
+    Range,
+)
 
 from ..options import number
 
@@ -20,12 +26,18 @@ EXAMPLES = """examples:
   streamdream ui --share                          # also a public gradio.live link
   streamdream ui --host 0.0.0.0 --max-live 8      # a room: 8 live seats, the others queue
   streamdream ui --host 0.0.0.0 --auth ann:s3cret # reachable from the network, behind a login
+  streamdream ui --host 0.0.0.0 --max-upload-mb 50 --max-video-seconds 20   # tighter limits for a room
 
 Live webcam, Video and Still tabs. Live streams, renders and stills share one live engine: the
 frames of all live visitors are dreamed together as one batch, the newest camera frame wins and a
 render takes turns with live frames. At start-up the app measures how many live visitors this
 machine serves at a moving frame rate (a few seconds); visitors past that number see their place
 in the queue and start when a seat frees.
+
+Limits, each refused with one message: uploads over --max-upload-mb; pictures over
+--max-megapixels, measured from their header before anything is decoded; videos over
+--max-video-seconds, before their render is queued. A visitor renders one video at a time, and a
+page that sends live frames faster than a browser does has the excess dropped unprocessed.
 """
 
 
@@ -64,13 +76,14 @@ def run_ui(args: argparse.Namespace) -> None:
     atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(workdir, "gradio"))
     try:
-        from ..ui import launch
+        from ..ui import build_app, launch
     except ImportError as exc:  # gradio is the `ui` extra
         raise StreamdreamError(f"the web UI needs gradio: pip install 'streamdream[ui]' ({exc})") from None
     from streamdream.runtime import configure
 
     configure("auto")  # the app's models pick the same device; this sets up torch for it once
-    launch(args.host, args.port, args.share, workdir=workdir, max_live=args.max_live, auth=args.auth)
+    demo = build_app(workdir, max_live=args.max_live, max_pixels=round(args.max_megapixels * 1_000_000), max_video_seconds=args.max_video_seconds)
+    launch(args.host, args.port, args.share, demo=demo, auth=args.auth, max_upload_mb=args.max_upload_mb)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -82,4 +95,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--auth", type=login, metavar="USER:PASS", help="ask every visitor for this login (Gradio's); say it whenever the app is reachable from other machines")
     parser.add_argument("--max-live", type=number(int, Range(low=1)), metavar="N",
                         help="live seats: visitors dreamed at once, the others queue (default: measured at start-up)")
+    parser.add_argument("--max-upload-mb", type=number(int, Range(low=1)), default=UI_MAX_UPLOAD_MB, metavar="N",
+                        help="refuse uploads over N MiB (default %(default)s)")
+    parser.add_argument("--max-megapixels", type=number(float, Range(above=0, high=MAX_PIXELS / 1_000_000)), default=UI_MAX_PIXELS / 1_000_000,
+                        metavar="N", help="refuse pictures over N megapixels, read from their header before decoding (default %(default)g)")
+    parser.add_argument("--max-video-seconds", type=number(float, Range(above=0)), default=UI_MAX_VIDEO_SECONDS, metavar="S",
+                        help="refuse videos longer than S seconds (default %(default)g)")
     parser.set_defaults(run=run_ui)

@@ -28,6 +28,7 @@ import logging
 import os
 import secrets
 import shutil
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -37,7 +38,7 @@ from ..carry import FrameMode
 from ..errors import StreamdreamError
 from ..io.paths import PendingOutput, check_output_path, hidden_sibling
 from ..io.video import check_video_output, probe_video
-from ..settings import RAY_ATTEMPTS, RAY_FADE, RAY_MIN_SEGMENT_EXTRA, RAY_OVERLAP, RAY_SEGMENTS_PER_WORKER
+from ..settings import RAY_ATTEMPTS, RAY_CONNECT_TIMEOUT_S, RAY_FADE, RAY_MIN_SEGMENT_EXTRA, RAY_OVERLAP, RAY_SEGMENTS_PER_WORKER
 from ..video import RenderOptions, Span, Throughput, fit_max_side, process_video
 from .join import cross_fade, join_segments
 from .segments import Segment, plan_segments, read_timeline, segment_length
@@ -281,11 +282,28 @@ def _connect(ray, address: str | None) -> bool:
     """Join the cluster at `address` ("auto": the one this machine belongs to) or start a local one; True if this call did."""
     if ray.is_initialized():  # the caller's own Ray (a test, a notebook): use it as it is
         return False
+    if address not in (None, "auto", "local"):
+        _check_answers(address)
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     except ConnectionError as e:
         raise StreamdreamError(f"cannot reach the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
     return True
+
+
+def _check_answers(address: str) -> None:
+    """Refuse at once an ADDRESS (HOST:PORT or ray://HOST:PORT) where nothing accepts a connection.
+
+    `ray.init` would retry for minutes, printing a warning every few seconds, before it gives up.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise StreamdreamError(f"--ray {address}: the port must be a number from 1 to 65535")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e)).lower()
+        raise StreamdreamError(f"no Ray cluster answers at {address} ({why}); start one there with `ray start --head`, or leave ADDRESS out for a local Ray") from None
 
 
 def _worker_stats(results: Sequence[TaskResult]) -> list[WorkerStats]:

@@ -8,6 +8,7 @@ here with a one-line message rather than halfway through a render.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
@@ -55,23 +56,7 @@ class Picture:
 def load_image(path: str | os.PathLike) -> Picture:
     """Decode an image file fully, upright per its EXIF orientation; raise StreamdreamError if unusable."""
     src = check_input_file(path, "image")
-    try:
-        with warnings.catch_warnings():
-            # Pillow only warns between the limit and twice the limit; make that a hard stop too.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(src, formats=_DECODERS)
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise StreamdreamError(
-            f"{src} is larger than the {MAX_PIXELS // 1_000_000}-megapixel limit; downscale it first"
-        ) from exc
-    except Image.UnidentifiedImageError as exc:
-        # Pillow also lands here for headers that claim a zero width or height.
-        raise StreamdreamError(
-            f"{src} is not a readable PNG, JPEG, WebP, BMP or TIFF image (unknown format or damaged header)"
-        ) from exc
-    except OSError as exc:
-        raise StreamdreamError(f"cannot read {src}: {exc.strerror or exc}") from exc
-    with img:
+    with _open(src, str(src), MAX_PIXELS) as img:
         frames = getattr(img, "n_frames", 1)
         if frames > 1:
             log.warning("%s is animated (%d frames); only its first frame is used (give it as a video to use every frame)", src, frames)
@@ -81,6 +66,50 @@ def load_image(path: str | os.PathLike) -> Picture:
         except _DECODE_ERRORS as exc:
             raise StreamdreamError(f"{src} is truncated or corrupt ({exc})") from exc
         return to_picture(img)
+
+
+def image_size(image: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) read from the header alone, nothing decoded.
+
+    For a front end that takes smaller pictures than `load_image` (a web app): a file (by path) or
+    its bytes that is no picture, or has more than `max_pixels` pixels, is refused with
+    `load_image`'s one-line messages before anything is decoded, so a decompression bomb costs a
+    few kilobytes of reading.
+    """
+    if isinstance(image, bytes):
+        source, name = io.BytesIO(image), "the picture"
+    else:
+        source = check_input_file(image, "image")
+        name = str(source)
+    with _open(source, name, max_pixels) as img:
+        return img.size
+
+
+def _open(src: Path | io.BytesIO, name: str, max_pixels: int) -> Image.Image:
+    """`src` opened with its header read and checked (a known format, at most `max_pixels` pixels)
+    and nothing decoded yet; `name` says which picture in messages."""
+    try:
+        with warnings.catch_warnings():
+            # The size is checked below against the caller's limit; Pillow's warning would only repeat it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(src, formats=_DECODERS)
+    except Image.DecompressionBombError as exc:  # Pillow's own stop, at twice MAX_PIXELS: no size to quote
+        raise StreamdreamError(f"{name} is larger than the {max_pixels / 1e6:g}-megapixel limit; downscale it first") from exc
+    except Image.UnidentifiedImageError as exc:
+        # Pillow also lands here for headers that claim a zero width or height.
+        raise StreamdreamError(
+            f"{name} is not a readable PNG, JPEG, WebP, BMP or TIFF image (unknown format or damaged header)"
+        ) from exc
+    except OSError as exc:
+        raise StreamdreamError(f"cannot read {name}: {exc.strerror or exc}") from exc
+    width, height = img.size
+    if width * height > max_pixels:
+        img.close()
+        raise StreamdreamError(
+            f"{name} is {width}x{height} pixels ({width * height / 1e6:.3g} megapixels), larger than the"
+            f" {max_pixels / 1e6:g}-megapixel limit; downscale it first"
+        )
+    return img
 
 
 def save_image(
