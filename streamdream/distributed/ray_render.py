@@ -280,10 +280,10 @@ class _Cluster:
 
 def _connect(ray, address: str | None) -> bool:
     """Join the cluster at `address` ("auto": the one this machine belongs to) or start a local one; True if this call did."""
+    if address not in (None, "auto", "local"):  # named, so it must answer, even where a Ray runs in this process
+        _check_answers(address)
     if ray.is_initialized():  # the caller's own Ray (a test, a notebook): use it as it is
         return False
-    if address not in (None, "auto", "local"):
-        _check_answers(address)
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     except ConnectionError as e:
