@@ -8,13 +8,18 @@ after a warm-up, all in one run, so the rows compare. Also measured:
   keeps its OpenMP team (what the live engine suffered before `runtime.on_own_thread`), against the
   same step on that thread;
 - `chosen`: what `create_model` picks on this machine (`streamdream.models.layout`);
-- with --compile, `torch.compile` (inductor) of the model: its compile time and step time.
+- with --compile, `torch.compile` (inductor) of the model: its compile time and step time;
+- with --targets, the laptop path's figures as a user meets them (issue #24), each beside its target:
+  live dreaming at 320x240 (`benchmarks/live.py`), four live sessions at 160x120, and `streamdream dream`
+  on the 512 px astronaut end to end (a new process each time, after one warm-up run that fills the file
+  cache), with the same command on a 16 px picture for what start-up alone costs.
 
 Prints one JSON object, with the processor it ran on.
 
     python benchmarks/cpu_paths.py
     python benchmarks/cpu_paths.py --resolution 160x120 --threads 1
     python benchmarks/cpu_paths.py --compile
+    python benchmarks/cpu_paths.py --targets
 """
 
 from __future__ import annotations
@@ -22,7 +27,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +43,8 @@ from streamdream.models import create_model, layout  # noqa: E402
 from streamdream.runtime import on_own_thread  # noqa: E402
 
 LAYER = "blocks.4"
+# Issue #24's targets on a 2-core laptop-class CPU.
+TARGETS = {"live_fps": 20.0, "live_p95_ms": 80.0, "sessions_fps": 18.0, "still_s": 3.5}
 
 
 def step_ms(model, size: tuple[int, int], memory_format, dtype, repeats: int) -> float:
@@ -88,14 +99,66 @@ def run(resolution: str, repeats: int, threads: int | None, compile_: bool) -> d
     return report
 
 
+def dream_command_s(picture: Path, runs: int) -> list[float]:
+    """Seconds of `streamdream dream PICTURE -o OUT` as the user waits for it, each in a new process,
+    after one unmeasured run (the file cache, the CPU choices of `models.layout`)."""
+    command = [shutil.which("streamdream") or sys.executable, *([] if shutil.which("streamdream") else ["-m", "streamdream.apps.cli"])]
+    seconds = []
+    with tempfile.TemporaryDirectory() as folder:
+        for run_ in range(runs + 1):
+            started = time.perf_counter()
+            subprocess.run([*command, "dream", str(picture), "-o", str(Path(folder) / "out.png"), "--overwrite"],
+                           check=True, capture_output=True)
+            if run_:
+                seconds.append(round(time.perf_counter() - started, 2))
+    return seconds
+
+
+def targets(frames: int, runs: int) -> dict:
+    """The issue's figures on this machine, each with its target and whether it is met."""
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    from benchmarks import live
+
+    single = live.run(device="cpu", resolution="320x240", frames=frames)
+    several = live.run(device="cpu", resolution="160x120", frames=frames, sessions=4)
+    with tempfile.TemporaryDirectory() as folder:
+        photo, tiny = Path(folder) / "astronaut.png", Path(folder) / "tiny.png"
+        Image.fromarray(skimage.data.astronaut()).save(photo)  # 512 x 512
+        Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(tiny)
+        still, start = dream_command_s(photo, runs), dream_command_s(tiny, runs)
+    figures = {
+        "live_320x240": {"fps": round(single["fps"], 1), "p95_ms": round(single["latency_p95_ms"], 1),
+                         "flow_ms": round(single["flow_ms"], 1), "optimize_ms": round(single["optimize_ms"], 1)},
+        "sessions_4_160x120": {"fps_each": round(min(several["per_session_fps"]), 1), "p95_ms": round(max(several["latency_p95_ms"]), 1)},
+        "still_512_s": still,
+        "startup_16px_s": start,
+    }
+    met = {
+        "live_fps": figures["live_320x240"]["fps"] >= TARGETS["live_fps"],
+        "live_p95_ms": figures["live_320x240"]["p95_ms"] <= TARGETS["live_p95_ms"],
+        "sessions_fps": figures["sessions_4_160x120"]["fps_each"] >= TARGETS["sessions_fps"],
+        "still_s": statistics.median(still) <= TARGETS["still_s"],
+    }
+    return {**figures, "targets": TARGETS, "met": met}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resolution", default="320x240", help="WIDTHxHEIGHT (default %(default)s)")
     parser.add_argument("--repeats", type=int, default=8, help="timed steps per row (default %(default)s)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: one per core)")
     parser.add_argument("--compile", dest="compile_", action="store_true", help="also time torch.compile (inductor; slow to compile)")
+    parser.add_argument("--targets", action="store_true", help="also measure issue #24's figures: live fps, four sessions, a still end to end (about 2 min)")
+    parser.add_argument("--frames", type=int, default=120, help="--targets: live results per run (default %(default)s)")
+    parser.add_argument("--runs", type=int, default=3, help="--targets: timed runs of each command (default %(default)s)")
     args = parser.parse_args()
-    print(json.dumps(on_own_thread(run, args.resolution, args.repeats, args.threads, args.compile_)))
+    report = on_own_thread(run, args.resolution, args.repeats, args.threads, args.compile_)
+    if args.targets:
+        report["laptop_path"] = targets(args.frames, args.runs)
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from typing import Protocol
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.functional as TF
 
 from .convert import upload
 from .cuda_graphs import Captured, GraphCache, static_step
@@ -75,11 +74,23 @@ def jitter_shifts(generator: torch.Generator, jitter: int, count: int) -> torch.
 
 def roll(image: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """`torch.roll(image, shift, (2, 3))` for (dy, dx) shifts held in a tensor: one (shape 2 or 1 x 2)
-    for the whole batch, or one per sample (B x 2, the frames of several streams in one batch).
+    for the whole batch, or one per sample (B x 2, the frames of several streams in one batch);
+    `roll(roll(x, s), -s)` is `x`.
 
-    A gather with indices computed on the device (`shift` lives on the image's device), so the shift is
-    an input of a captured graph rather than a constant baked into it; `roll(roll(x, s), -s)` is `x`.
+    On a CPU the shifts are read as numbers (nothing to wait for) and `torch.roll` copies whole rows:
+    3-4x faster than `gather_roll` at 512 px on the 2-core Xeon. Elsewhere `gather_roll`.
     """
+    if image.device.type != "cpu":
+        return gather_roll(image, shift)
+    shifts = shift.view(-1, 2).tolist()
+    if len(shifts) == 1:
+        return torch.roll(image, shifts[0], (2, 3))
+    return torch.cat([torch.roll(sample, dydx, (2, 3)) for sample, dydx in zip(image.split(1), shifts)])
+
+
+def gather_roll(image: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """`roll` as a gather with indices computed on the device (`shift` lives on the image's device), so
+    the shift is an input of a captured CUDA graph rather than a constant baked into it."""
     batch, channels, height, width = image.shape
     shift = shift.view(-1, 2, 1)
     rows = torch.remainder(torch.arange(height, device=image.device) - shift[:, 0], height)  # S x H
@@ -294,6 +305,8 @@ class NormalizedAscent:
 
 
 def _blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    import torchvision.transforms.functional as TF  # here: only class visualizations blur (see `models.efficientnet`)
+
     return TF.gaussian_blur(image, 2 * math.ceil(3 * sigma) + 1, sigma)
 
 

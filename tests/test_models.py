@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -156,13 +158,12 @@ def test_default_model_comes_first():
 
 
 def test_batchnorm_folding_keeps_outputs_and_activations():
-    from timm.layers import BatchNormAct2d
-
     from streamdream.models.backbone import fold_batchnorm
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), BatchNormAct2d(8, act_layer=torch.nn.ReLU6), torch.nn.Conv2d(8, 4, 1, bias=False), torch.nn.BatchNorm2d(4))
-    for bn in (net[1], net[3]):
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU6(),
+                              torch.nn.Conv2d(8, 4, 1, bias=False), torch.nn.BatchNorm2d(4))
+    for bn in (net[1], net[4]):
         bn.running_mean.uniform_(-1, 1)
         bn.running_var.uniform_(0.5, 2)
         bn.weight.data.uniform_(0.5, 2)
@@ -171,8 +172,54 @@ def test_batchnorm_folding_keeps_outputs_and_activations():
     x = torch.randn(2, 3, 16, 16)
     expected = net(x)
     assert fold_batchnorm(net) == 2
-    assert isinstance(net[1], torch.nn.ReLU6) and isinstance(net[3], torch.nn.Identity)
+    assert isinstance(net[1], torch.nn.Identity) and isinstance(net[4], torch.nn.Identity)
     assert torch.allclose(net(x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_efficientnet_lite_matches_timm(variant):
+    """The network written out in `efficientnet` is timm's tf_efficientnet_lite: the same weights by
+    position give the same activations (folding BatchNorm moves them by ~1e-5), TF padding included."""
+    timm = pytest.importorskip("timm")
+    from streamdream.models.backbone import Backbone, ModelDefaults
+    from streamdream.models.efficientnet import MEAN, STD, VARIANTS, efficientnet_lite_stages
+
+    torch.manual_seed(variant)
+    reference = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False).eval()
+    for bn in (m for m in reference.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2)
+    stages = efficientnet_lite_stages(variant)
+    net = torch.nn.Sequential(*(module for _, module in stages))
+    net.load_state_dict(map_state_dict(reference.state_dict(), net.state_dict()))
+    ours = Backbone("lite", stages, mean=MEAN, std=STD, defaults=ModelDefaults(dream="blocks.4.0", content=(), style=()))
+    assert (MEAN, STD, VARIANTS[variant][2]) == (reference.pretrained_cfg["mean"], reference.pretrained_cfg["std"], reference.pretrained_cfg["input_size"][-1])
+
+    image = torch.rand(1, 3, 75, 102)  # odd and even sides: both halves of TF's "same" padding
+    with torch.no_grad():
+        x = reference.bn1(reference.conv_stem((image - 0.5) / 0.5))
+        expected = {"stem": x}
+        for i, group in enumerate(reference.blocks):
+            for j, block in enumerate(group):
+                x = expected[f"blocks.{i}.{j}"] = block(x)
+        expected["logit"] = reference((image - 0.5) / 0.5)
+        got = ours(image, list(expected))
+    for name, value in expected.items():
+        assert got[name].shape == value.shape, name
+        assert torch.allclose(got[name], value, atol=1e-4, rtol=1e-4), name
+
+
+def test_the_default_model_never_imports_torchvision_or_timm():
+    """A command on the default model does not pay for importing torchvision and timm (about 2 s at
+    every start on the 2-core Xeon): building the model and dreaming import neither."""
+    code = (
+        "import sys, numpy as np; from streamdream import dream; "
+        "dream(np.full((48, 64, 3), 120, np.uint8), octaves=1, iterations=1); "
+        "print(sorted(m for m in ('torchvision', 'timm', 'torch._dynamo') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_batchnorm_folding_covers_plain_batchnorm_and_skips_training_mode():

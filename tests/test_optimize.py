@@ -16,6 +16,7 @@ from streamdream.optimize import (
     NormalizedAscent,
     Octaves,
     Targeted,
+    gather_roll,
     laplacian_merge,
     laplacian_normalize,
     laplacian_split,
@@ -132,12 +133,13 @@ def test_uint8_round_trip_is_exact(astronaut_96):
 
 
 @pytest.mark.parametrize("dy, dx", [(0, 0), (3, -5), (-7, 2), (13, 40), (-40, -13)])
-def test_tensor_roll_matches_torch_roll_and_undoes_itself(dy, dx):
+@pytest.mark.parametrize("how", [roll, gather_roll], ids=["roll", "gather"])
+def test_tensor_roll_matches_torch_roll_and_undoes_itself(dy, dx, how):
     image = torch.rand(1, 3, 11, 17)
     shift = torch.tensor([dy, dx])
-    rolled = roll(image, shift)
+    rolled = how(image, shift)
     assert torch.equal(rolled, torch.roll(image, (dy, dx), (2, 3)))
-    assert torch.equal(roll(rolled, -shift), image)
+    assert torch.equal(how(rolled, -shift), image)
 
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]

@@ -18,7 +18,7 @@ from streamdream.dream import Dreamer
 from streamdream.engine import LiveEngine
 from streamdream.models import create_model
 from streamdream.carry import FrameMode
-from streamdream.optimize import Octaves, make_generator, roll
+from streamdream.optimize import Octaves, gather_roll, make_generator, roll
 from streamdream.samples.make import camera_frames
 from streamdream.scheduler import OptimizeCall, batches, bucket_size, run_stacked, to_bucket
 from streamdream.session import StreamSession
@@ -44,13 +44,14 @@ def cameras(count: int, frames: int) -> list[list[np.ndarray]]:
     return clips[:count]
 
 
-def test_per_sample_roll_rolls_each_sample_by_its_own_shift():
+@pytest.mark.parametrize("how", [roll, gather_roll], ids=["roll", "gather"])
+def test_per_sample_roll_rolls_each_sample_by_its_own_shift(how):
     image = torch.arange(3 * 2 * 5 * 7, dtype=torch.float32).view(3, 2, 5, 7)
     shifts = torch.tensor([[1, -2], [0, 3], [-4, 6]])
-    rolled = roll(image, shifts)
+    rolled = how(image, shifts)
     for i, (dy, dx) in enumerate(shifts.tolist()):
         assert torch.equal(rolled[i], torch.roll(image[i], (dy, dx), (1, 2)))
-    assert torch.equal(roll(rolled, -shifts), image)
+    assert torch.equal(how(rolled, -shifts), image)
 
 
 def test_stacked_calls_equal_the_calls_run_alone(model):

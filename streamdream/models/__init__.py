@@ -21,7 +21,6 @@ from .backbone import INPUT, LOGIT, Backbone, LayerInfo, ModelDefaults
 from .efficientnet import build_efficientnet_lite, packaged_weights
 from .labels import imagenet_labels
 from .layout import fastest_cpu_layout
-from .torchvision_models import build_googlenet, build_inception_v3, build_vgg, cached_weights_path
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,14 @@ class ModelEntry:
         """The weights file this machine has for the model, or None."""
         path = self.locate()
         return path if path is not None and path.is_file() else None
+
+
+def _torchvision(function: str, *args):
+    """`torchvision_models.function(*args)`, imported on first use: importing torchvision costs about
+    1.5 s (see `efficientnet`), which a command on the default model should not pay."""
+    from . import torchvision_models
+
+    return getattr(torchvision_models, function)(*args)
 
 
 def _lite(variant: int) -> ModelEntry:
@@ -52,10 +59,15 @@ REGISTRY: dict[str, ModelEntry] = {
         _lite(0),
         _lite(1),
         _lite(2),
-        ModelEntry("vgg19", functools.partial(build_vgg, "vgg19"), functools.partial(cached_weights_path, "vgg19"), "VGG19 (torchvision weights on disk)"),
-        ModelEntry("vgg16", functools.partial(build_vgg, "vgg16"), functools.partial(cached_weights_path, "vgg16"), "VGG16 (torchvision weights on disk)"),
-        ModelEntry("googlenet", build_googlenet, functools.partial(cached_weights_path, "googlenet"), "GoogLeNet / Inception-v1 (torchvision weights on disk)"),
-        ModelEntry("inception_v3", build_inception_v3, functools.partial(cached_weights_path, "inception_v3"), "Inception-v3 (torchvision weights on disk)"),
+        *(
+            ModelEntry(name, functools.partial(_torchvision, build, *args), functools.partial(_torchvision, "cached_weights_path", name), description)
+            for name, build, args, description in (
+                ("vgg19", "build_vgg", ("vgg19",), "VGG19 (torchvision weights on disk)"),
+                ("vgg16", "build_vgg", ("vgg16",), "VGG16 (torchvision weights on disk)"),
+                ("googlenet", "build_googlenet", (), "GoogLeNet / Inception-v1 (torchvision weights on disk)"),
+                ("inception_v3", "build_inception_v3", (), "Inception-v3 (torchvision weights on disk)"),
+            )
+        ),
     )
 }
 

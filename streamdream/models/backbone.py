@@ -64,9 +64,8 @@ def fold_batchnorm(module: nn.Module) -> int:
     The network is frozen, so `bn(conv(x))` is exactly a convolution with rescaled weights and a bias
     (torch's `fuse_conv_bn_weights` does the arithmetic). Folding removes a full read and write of every
     activation, forward and backward (BatchNorm plus its fused activation were about a fifth of a CPU
-    step). timm's BatchNormAct2d keeps its activation. "Registered just before" is how timm and
-    torchvision build their blocks (conv_dw, bn1, ...; BasicConv2d's conv, bn); a BatchNorm in training
-    mode or without running statistics is left alone.
+    step). "Registered just before" is how `efficientnet` and torchvision build their blocks (conv, bn,
+    ReLU6; BasicConv2d's conv, bn); a BatchNorm in training mode or without running statistics is left alone.
     """
     folded = 0
     for parent in module.modules():
@@ -77,7 +76,7 @@ def fold_batchnorm(module: nn.Module) -> int:
             conv.weight, conv.bias = fuse_conv_bn_weights(
                 conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
             )
-            setattr(parent, bn_name, getattr(bn, "act", None) or nn.Identity())
+            setattr(parent, bn_name, nn.Identity())
             folded += 1
     return folded
 
