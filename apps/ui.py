@@ -9,7 +9,7 @@ A thin front end over the library. Design points:
   of its own so that no request thread keeps an OpenMP team beside the engine's, and
   `engine.serialized(mode)`), frame by frame, so a long render cannot starve a live stream for more
   than one frame. No lock lives in the front end.
-* Live seats (`streamdream.admission.Seats`): the engine batches every seated visitor's frames, so
+* Live seats (`streamdream.admission.LiveRoom`): the engine batches every seated visitor's frames, so
   each extra visitor slows all of them; the app seats as many as keep each at a moving frame rate
   (measured at start-up by `probe_capacity`, or `--max-live`). A visitor past capacity sees their
   place in the queue in the Live tab and is seated, in arrival order, when a seat frees: a seat
@@ -17,8 +17,13 @@ A thin front end over the library. Design points:
   freed and its live session closed. Closing the tab (Gradio's unload event) also cancels the
   visitor's video render. Live frames are therefore not limited by Gradio's queue (a stream held
   there would see no frame and no message); renders still are, and Gradio shows their position.
+* Live visitors past one machine (`streamdream ui --ray`): the room's engine is a router over live
+  engine replicas on Ray (`streamdream.distributed.live_replicas`); the seats and the queue stay
+  here, global, each visitor's frames go to the replica holding its warm state, and a visitor
+  whose replica died starts afresh on another with one line in the readout saying so.
 * Per-session state. Every browser session gets its own live session (warm state of its stream),
-  held in a `gr.State` and closed when the browser session ends or its stream sits idle; outputs are
+  the room's for its seat and held in a `gr.State` too, which closes it when the browser session
+  ends or its stream sits idle (`UI_LIVE_IDLE_S`) even if nobody comes to free its seat; outputs are
   written into a fresh folder per request under the app's own work folder. Nothing is shared
   between users except the read-only models.
 * Controls follow the mode (`ui_modes.mode_view`): a dream shows its objective, style mode its
@@ -55,28 +60,25 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamdream  # noqa: F401  (first: sets OpenMP's spin count before torch loads)
 
 import gradio as gr
 import numpy as np
 
-from streamdream.admission import Probe, QueueFull, Seats, probe_capacity
+from streamdream.admission import LiveRoom, Opener, Queued, QueueFull
 from streamdream.engine import LiveEngine, LiveSession, shared_engine
 from streamdream.errors import StreamdreamError
 from streamdream.io.images import load_image, resize_max_side, save_image
+from streamdream.looks import Look, default_capacity
 from streamdream.models import create_model
 from streamdream.settings import (
     DEFAULT_MODEL,
     DEFAULT_PRESET,
-    LIVE_MAX_SEATS,
     LIVE_MAX_SIDE,
-    LIVE_QUEUE_LIMIT,
-    LIVE_SEAT_FPS,
-    LIVE_SEAT_IDLE_S,
     DEFAULT_BUILTIN_STYLE,
     PRESETS,
-    STRENGTH,
     STYLE_METHOD,
     UI_LIVE_IDLE_S,
     UI_LIVE_MAX_FPS,
@@ -90,7 +92,6 @@ from streamdream.settings import (
     UI_STILL_SIDE,
     UI_VIDEO_SIDE,
     DreamSettings,
-    TemporalSettings,
     live_preset,
     preset,
 )
@@ -102,7 +103,6 @@ from .ui_modes import (
     device,
     frame_mode,
     layers,
-    live_mode,
     mode_view,
     stream_settings,
     strength_slider,
@@ -111,6 +111,7 @@ from .ui_modes import (
 from .ui_styles import (
     CSS as STYLES_CSS,
     Camera,
+    InlinePicture,
     Picture,
     StyleControls,
     chosen_style,
@@ -123,6 +124,9 @@ from .ui_styles import (
     uploaded,
 )
 
+if TYPE_CHECKING:
+    from streamdream.distributed.live_replicas import LiveReplicas
+
 LIVE_VIEW_HEIGHT = 360  # px: the camera preview and the live dream are shown at this same height
 # A live frame is small (240 px on a CPU); stretch the dream over its whole box, like the camera's preview.
 CSS = "#live-output img { width: 100%; height: 100%; object-fit: contain; }\n" + STYLES_CSS
@@ -133,10 +137,9 @@ CSS = "#live-output img { width: 100%; height: 100%; object-fit: contain; }\n" +
 
 @dataclass
 class LiveState:
-    """One browser session's live stream: its session on the live engine and what it was opened for."""
+    """One browser session's live stream: its session on the live engine (the `LiveRoom`'s), for `close_live`."""
 
     session: LiveSession | None = None
-    key: tuple = ()
 
 
 def close_live(state: LiveState | None) -> None:
@@ -152,16 +155,6 @@ class Cancelled(Exception):
 def visitor_of(request: gr.Request | None) -> str:
     """Who a request comes from: its browser session (requests made without one share "anonymous")."""
     return getattr(request, "session_hash", None) or "anonymous"
-
-
-def measure_capacity(engine: LiveEngine) -> Probe:
-    """How many live visitors this machine serves at a moving frame rate: the default live dream at the
-    live working size (a 4:3 camera), `LIVE_SEAT_FPS` frames per second each (`probe_capacity`)."""
-    side = LIVE_MAX_SIDE.on(device())
-    mode = live_mode("dream", DEFAULT_MODEL, "", STRENGTH, None)
-    with engine.exclusive():
-        return probe_capacity(mode, preset(live_preset(device())), (side * 3 // 4, side), min_fps=LIVE_SEAT_FPS.on(device()),
-                              most=LIVE_MAX_SEATS)
 
 
 def queue_message(place: int, capacity: int) -> str:
@@ -207,11 +200,13 @@ RENDER_BUSY = "your other video is still rendering: wait for it, or cancel it, b
 
 
 class App:
-    """The app's folders and limits (one per `build_app`)."""
+    """The app's folders and limits (one per `build_app`), and its live room: seats in front of the app's
+    engine, or in front of engine replicas on Ray (`replicas`, `streamdream.distributed.live_replicas`),
+    which then serve the Live tab while the Still and Video tabs stay on the app's engine."""
 
     def __init__(self, workdir: str | os.PathLike | None = None, *, max_video_seconds: float = UI_MAX_VIDEO_SECONDS,
                  max_pixels: int = UI_MAX_PIXELS, live_fps: float = UI_LIVE_MAX_FPS, live_time_limit: int = UI_LIVE_TIME_LIMIT,
-                 max_live: int | None = None, engine: LiveEngine | None = None) -> None:
+                 max_live: int | None = None, engine: LiveEngine | None = None, replicas: LiveReplicas | None = None) -> None:
         if workdir is None:
             workdir = tempfile.mkdtemp(prefix="streamdream-ui-")
             atexit.register(shutil.rmtree, workdir, ignore_errors=True)
@@ -227,45 +222,42 @@ class App:
         self._rendering: set[str] = set()  # session hashes whose video renders now
         self._rendering_lock = threading.Lock()
         self.frame_rate = FrameRate(live_fps, UI_LIVE_RATE_WINDOW_S)
-        self.probe = measure_capacity(self.engine) if max_live is None else None
-        capacity = max_live if max_live is not None else self.probe.capacity
-        self.seats = Seats(capacity, idle_s=LIVE_SEAT_IDLE_S, queue_limit=LIVE_QUEUE_LIMIT, on_free=self._close_live)
-        self._live: dict[str, LiveSession] = {}  # session hash -> its live session on the engine
+        self.replicas = replicas
+        # Live seats and each seated visitor's session on the engine (or a replica), by session hash;
+        # a visitor's look becomes its mode here, or on the replica that serves it (`mode_of`).
+        if replicas is None:
+            self.probe = default_capacity(self.engine) if max_live is None else None
+            self.room = LiveRoom(self.engine, max_live if max_live is not None else self.probe.capacity)
+            self.mode_of: Callable[[Look], object] = Look.mode
+        else:
+            self.probe = None  # each replica measured its own (or took `--max-live`)
+            self.room = replicas.room()
+            self.mode_of = _as_is
 
-    def live(self, frame, state: LiveState | None, request: gr.Request | None, serve: Callable[[], tuple]):
-        """A Live tab frame of one visitor: `serve()` (`live_frame`) if seated, else their place in the queue;
-        nothing changes on their page for a frame past their frame rate (`FrameRate`)."""
+    def live(self, frame, state: LiveState | None, request: gr.Request | None, serve: Callable[[Opener], tuple]):
+        """A Live tab frame of one visitor: `serve(open)` (`live_frame`, `open` giving their session) if
+        seated, else their place in the queue; nothing changes on their page for a frame past their
+        frame rate (`FrameRate`)."""
         visitor = visitor_of(request)
         if not self.frame_rate.allow(visitor):
             return gr.skip(), gr.skip(), gr.skip()
         if frame is None:
             return None, state, "waiting for the camera"
         try:
-            place = self.seats.visit(visitor)
+            served = self.room.serve(visitor, serve)
         except QueueFull as exc:
             return None, state, str(exc)
-        if place:
-            return None, state, queue_message(place, self.seats.capacity)
-        with self.seats.serving(visitor):
-            out, state, readout = serve()
-        self._live[visitor] = state.session
-        if visitor not in self.seats.seated():  # freed while its frame was made (the tab closed): no one will close it
-            self._close_live(visitor)
-        return out, state, readout
+        if isinstance(served, Queued):
+            return None, state, queue_message(served.place, self.room.capacity)
+        return served
 
     def leave(self, request: gr.Request = None) -> None:  # annotated exactly so: Gradio passes the request
         """The visitor closed the tab: free their seat, close their live stream, cancel their render."""
         visitor = visitor_of(request)
-        self.seats.leave(visitor)
-        self._close_live(visitor)
+        self.room.leave(visitor)
         cancel = self._cancels.pop(visitor, None)  # a running render holds its own reference
         if cancel is not None:
             cancel.set()
-
-    def _close_live(self, visitor: str) -> None:
-        session = self._live.pop(visitor, None)
-        if session is not None:
-            session.close()
 
     @contextlib.contextmanager
     def rendering(self, request: gr.Request | None) -> Iterator[None]:
@@ -321,18 +313,26 @@ class App:
         return [str(path)]
 
 
+def _as_is(look: Look) -> Look:
+    """A look as a replica's session takes it: the replica builds its mode."""
+    return look
+
+
 # ---------------------------------------------------------------- live
 
 
 def live_frame(frame, model, objective, strength, iterations, carry, preset_name, state: LiveState | None,
-               kind: str = "dream", painting: str | None = None, builtin: str = DEFAULT_BUILTIN_STYLE, *, engine: LiveEngine | None = None,
-               max_pixels: int = UI_MAX_PIXELS):
+               kind: str = "dream", painting: str | None = None, builtin: str = DEFAULT_BUILTIN_STYLE, *, session: Opener,
+               max_pixels: int = UI_MAX_PIXELS, mode_of: Callable[[Look], object] = Look.mode):
     """One webcam frame in, its dream or painting out, plus the fps/latency readout. Called per
-    streamed frame (never without one: `App.live` answers those).
+    streamed frame of a seated visitor (never without one: `App.live` answers those).
 
-    The frame goes to this browser session's stream on the live engine (default: the process's
-    shared one) and the call returns with its result, or with a newer frame's if one replaced it.
-    The controls apply to the running stream from this frame on (`_live_session`). Style mode paints
+    The frame goes to this visitor's stream on the live engine, which `session(mode, settings, look)`
+    gives (`LiveRoom.session`), and the call returns with its result, or with a newer frame's if one
+    replaced it. The controls apply to the running stream from this frame on: a new strength keeps
+    its warm state, a new mode, model, objective or style starts it afresh. The controls are the
+    visitor's `Look`, which `mode_of` turns into what `session` takes: its mode (`Look.mode`), or
+    the look itself for a replica to build (`App.mode_of`). Style mode paints
     with the uploaded `painting`, or the `builtin` style while there is none or it cannot be painted
     with, one over `max_pixels` included (`ui_styles.live_style`).
 
@@ -347,33 +347,20 @@ def live_frame(frame, model, objective, strength, iterations, carry, preset_name
         frame = resize_max_side(frame, side)
     style, note = live_style(painting, builtin, max_pixels) if kind == "style" else (None, "")
     try:
-        mode = live_mode(kind, model, objective, strength, style)
-        live = _live_session(state, mode, stream_settings(preset_name, carry, iterations), (kind, model, objective, style), engine or shared_engine())
+        look = Look(kind, model, objective, strength, style)
+        live = state.session = session(mode_of(look), stream_settings(preset_name, carry, iterations), look.stream)
         result = live.wait(live.submit(frame))
     except StreamdreamError as exc:
         return frame, state, f"{exc} · showing the camera as it is"
     t = live.stream.timings
+    # Why the picture changed, if it did: memory ran out (smaller from now on), or the session moved (`RemoteSession.notice`).
+    why = f"working at {live.working_side} px since memory ran out" if live.working_side else live.notice
     readout = (
         f"fps {live.fps():.1f} · latency {result.latency_ms:.0f} ms (flow {t.flow_ms:.0f}, {kind} {t.optimize_ms:.0f})"
         f" · {frame.shape[1]}x{frame.shape[0]} · frame {live.processed}" + (f" · {live.dropped} dropped" if live.dropped else "")
-        + (f" · working at {live.working_side} px since memory ran out" if live.working_side else "")
+        + (f" · {why}" if why else "")
     )
     return result.image, state, f"{note} · {readout}" if note else readout
-
-
-def _live_session(state: LiveState, mode, settings: TemporalSettings, key: tuple, engine: LiveEngine) -> LiveSession:
-    """This browser session's stream on `engine`, running `mode` with `settings` from its next frame:
-    opened (again) when there is none or it failed; a new strength keeps its warm state, a new mode,
-    model, objective or style (`key`) starts it afresh."""
-    live = state.session
-    if live is None or live.closed or live.engine is not engine:
-        live = state.session = engine.open(mode, settings, seed=0)
-    else:
-        if key != state.key:
-            live.reset()
-        live.mode, live.settings = mode, settings
-    state.key = key
-    return live
 
 
 def preset_values(preset_name: str):
@@ -580,13 +567,14 @@ def validator(inputs: list[gr.components.Component], checks: dict[gr.components.
 
 def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: float = UI_MAX_VIDEO_SECONDS, max_pixels: int = UI_MAX_PIXELS,
               live_fps: float = UI_LIVE_MAX_FPS, live_time_limit: int = UI_LIVE_TIME_LIMIT, max_live: int | None = None,
-              engine: LiveEngine | None = None) -> gr.Blocks:
-    """The app; its tabs run on `engine` (default: the process's shared live engine). `max_live`: live
+              engine: LiveEngine | None = None, replicas: LiveReplicas | None = None) -> gr.Blocks:
+    """The app; its tabs run on `engine` (default: the process's shared live engine), the Live tab on
+    `replicas` when given (live engine replicas on Ray, with their own seats). `max_live`: live
     seats (default: as many as this machine serves at a moving frame rate, measured now). The limits
     (`App`): videos up to `max_video_seconds`, pictures up to `max_pixels`, `live_fps` live frames a
     second from each visitor."""
     app = App(workdir, max_video_seconds=max_video_seconds, max_pixels=max_pixels, live_fps=live_fps, live_time_limit=live_time_limit,
-              max_live=max_live, engine=engine)
+              max_live=max_live, engine=engine, replicas=replicas)
 
     def picture_check(picture: gr.components.Component, kind: gr.Radio | None = None) -> Check:
         """`picture`'s upload checked (`picture_problem`); with `kind`, in style mode only (a painting is hidden, and unused, in the others)."""
@@ -602,9 +590,9 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
 
     def live_endpoint(frame, model, objective, strength, iterations, carry, preset_name, state, kind="dream", painting=None,
                       builtin=DEFAULT_BUILTIN_STYLE, request: gr.Request = None):
-        def serve():
-            return live_frame(frame, model, objective, strength, iterations, carry, preset_name, state, kind, painting, builtin, engine=app.engine,
-                              max_pixels=app.max_pixels)
+        def serve(session: Opener):
+            return live_frame(frame, model, objective, strength, iterations, carry, preset_name, state, kind, painting, builtin, session=session,
+                              max_pixels=app.max_pixels, mode_of=app.mode_of)
 
         return app.live(frame, state, request, serve)
 
@@ -629,8 +617,8 @@ def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: fl
                 with gr.Row():
                     cam = Camera(sources=["webcam"], streaming=True, type="numpy", label="webcam", height=LIVE_VIEW_HEIGHT, elem_id="live-input")
                     cam.max_pixels = app.max_pixels
-                    live_out = gr.Image(label="dream", type="numpy", format="jpeg", interactive=False, height=LIVE_VIEW_HEIGHT,
-                                        elem_id="live-output", buttons=["download", "fullscreen"])
+                    live_out = InlinePicture(label="dream", type="numpy", format="jpeg", interactive=False, height=LIVE_VIEW_HEIGHT,
+                                             elem_id="live-output", buttons=["download", "fullscreen"])
                 readout = gr.Textbox(label="fps / latency", value="start the webcam", interactive=False, elem_id="live-readout")
                 l_kind, l_style = _mode_controls("live", pictures, methods=False)
                 l_painting = gr.State(None)  # the uploaded painting's path, taken unopened (`ui_styles.uploaded`)
@@ -733,7 +721,10 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, *, pr
     app: App = demo.streamdream_app
     if app.probe is not None:
         tried = ", ".join(f"{count} at {fps:.1f} fps" for count, fps in app.probe.fps.items())
-        print(f"live seats: {app.seats.capacity} (measured streams sharing the model: {tried}; --max-live sets it)", file=sys.stderr)
+        print(f"live seats: {app.room.capacity} (measured streams sharing the model: {tried}; --max-live sets it)", file=sys.stderr)
+    if app.replicas is not None:
+        each = ", ".join(f"{replica.name}: {replica.capacity}" for replica in app.replicas.replicas)
+        print(f"live seats: {app.room.capacity} on {len(app.replicas.replicas)} Ray replicas ({each}; --max-live sets each)", file=sys.stderr)
     demo.queue(default_concurrency_limit=UI_RENDERS, max_size=64)
     return demo.launch(
         server_name=host,

@@ -1,10 +1,8 @@
 """What each tab of the web UI runs: models and modes (built once, cached) and stream settings.
 
-* Live: a stream's frames are cheap. A dream keeps the still defaults anyway: they make the first
-  frame under the GPU preset, and under the CPU preset (which grows the dream from the frame) the
-  effect the stream is held at (`Dreamer.still_effect`). A style is painted by the style network
-  (`NetStylizer`), the only painter fast enough for a camera: tens of milliseconds a frame where
-  the optimizer takes seconds.
+* Live: the visitor's `streamdream.looks.Look`, built into a mode where it is served (in this
+  process, or on a Ray replica): a dream at the still defaults, a style painted by the network.
+  The modes themselves are built in `streamdream.looks` (`frame_mode`), for every tab.
 * Video: the first frame (and every cut) gets the full still treatment the CLI gives it, the mode's
   default octaves and iterations (`streamdream dream` / `streamdream style` on a video).
 * Still: the tab's own octave and iteration sliders (the optimizer's pyramid: dreams and the
@@ -29,8 +27,7 @@ import functools
 import gradio as gr
 import torch
 
-from streamdream.dream import Dreamer
-from streamdream.errors import StreamdreamError
+from streamdream.looks import frame_mode, still_defaults
 from streamdream.models import create_model, list_models
 from streamdream.runtime import resolve_device
 from streamdream.settings import (
@@ -39,14 +36,11 @@ from streamdream.settings import (
     STRENGTH,
     STRENGTH_RANGE,
     STYLE_METHOD,
-    DreamSettings,
     StyleSettings,
     TemporalSettings,
     live_preset,
     preset,
 )
-from streamdream.style import Stylizer
-from streamdream.style_net import NetStylizer, create_stylizer
 
 MODES = ("dream", "style")
 TOOLS = ("saliency", "fool", "classviz", "invert")  # Still tab only: the image-gradient tools
@@ -67,44 +61,6 @@ def layers(model: str) -> tuple[str, ...]:
 def device() -> torch.device:
     """Where the app's model work runs: the GPU when there is one."""
     return resolve_device("auto")
-
-
-@functools.lru_cache(maxsize=16)
-def _dreamer(model: str, objective: str, strength: float, octaves: int, iterations: int) -> Dreamer:
-    return Dreamer(model, objective or None, octaves=octaves, iterations=iterations, strength=strength, device="auto")
-
-
-@functools.lru_cache(maxsize=8)
-def _stylizer(method: str, style: str, strength: float, model: str | None = None, octaves: int | None = None,
-              iterations: int | None = None) -> NetStylizer | Stylizer:
-    """The style `method` paints `style` with (a painting's file or a built-in style's name); the
-    network reads no model, octaves or iterations, so it is cached by style and strength alone."""
-    return create_stylizer(method, style, model=model, octaves=octaves, iterations=iterations, strength=strength, device="auto")
-
-
-def frame_mode(kind: str, model: str, objective: str, strength: float, style: str | None, octaves: int, iterations: int,
-               method: str = STYLE_METHOD):
-    """A `Dreamer`, or the style `method` painting `style`, at `strength`. Raises `StreamdreamError`
-    with a one-line message (a bad objective or painting, a built-in style for the optimizer)."""
-    strength = round(float(strength), 3)
-    if kind != "style":
-        return _dreamer(model or DEFAULT_MODEL, (objective or "").strip(), strength, int(octaves), int(iterations))
-    if not style:
-        raise StreamdreamError("style mode needs a painting or a built-in style")
-    if method == "net":
-        return _stylizer(method, style, strength)
-    return _stylizer(method, style, strength, model or DEFAULT_MODEL, int(octaves), int(iterations))
-
-
-def still_defaults(kind: str) -> tuple[int, int]:
-    """The (octaves, iterations) of a still of this kind by default: what the CLI gives a video's first frame."""
-    defaults = StyleSettings() if kind == "style" else DreamSettings()
-    return defaults.octaves, defaults.iterations
-
-
-def live_mode(kind: str, model: str, objective: str, strength: float, style: str | None):
-    """A live stream's dream, or its style painted by the network."""
-    return frame_mode(kind, model, objective, strength, style, *still_defaults(kind), method=STYLE_METHOD)
 
 
 def video_mode(kind: str, model: str, objective: str, strength: float, style: str | None, method: str = STYLE_METHOD):

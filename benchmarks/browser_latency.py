@@ -22,8 +22,8 @@ Figures: latency p50/p95 over all pictures shown, displayed fps (new pictures pa
 visitor), dropped frames (sent by a page, never shown to it), the share of pictures whose number was
 read (`decode_rate`; `misread`: read, but not the number of the frame sent), and each stage's mean
 and median. Variants of the app (`--stream-every`, `--format`, `--inline`: Gradio's capture period,
-the output picture's format, the picture inside the server's message instead of a file to download)
-are each served by their own copy of the app on one live engine and measured in turn, `--rounds`
+the output picture's format, the picture inside the server's message, as the app sends it, or as a
+file in Gradio's cache for the page to download, as `gr.Image` does) are each served by their own copy of the app on one live engine and measured in turn, `--rounds`
 times, so that a comparison alternates under the same machine load.
 
 The browser runs on the server's machine and shares its CPU: on a 2-core machine its JPEG encoding,
@@ -36,7 +36,7 @@ Progress on stderr; one JSON object on stdout (`--out` also writes it, indented,
     python benchmarks/browser_latency.py                                  # 1 and 3 visitors, 20 s each, 240x180
     python benchmarks/browser_latency.py --out docs/browser_latency.json  # the same, kept with the machine and date
     python benchmarks/browser_latency.py --smoke                          # CI: one visitor, a few seconds (~30 s)
-    python benchmarks/browser_latency.py --visitors 1 --inline no yes --rounds 3          # A/B: the output inline
+    python benchmarks/browser_latency.py --visitors 1 --inline no yes --rounds 3          # A/B: the output as a file, inline
     python benchmarks/browser_latency.py --visitors 1 --stream-every 0.1 0.05 0.2 --rounds 3   # the capture period
     python benchmarks/browser_latency.py --visitors 1 --format jpeg png webp --rounds 2   # the output picture's format
 """
@@ -44,7 +44,6 @@ Progress on stderr; one JSON object on stdout (`--out` also writes it, indented,
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import functools
 import itertools
@@ -293,36 +292,29 @@ class ServerProbe:
 
 @dataclass(frozen=True)
 class Variant:
-    """A change to the app as built: Gradio's webcam capture period (s), the output picture's format,
-    and `inline`: the picture sent inside the server's message as a data URL (what `gr.Image` does for
-    an SVG) rather than written to Gradio's cache for the page to download."""
+    """A change to the app as built (None: as built): Gradio's webcam capture period (s), the output
+    picture's format, and `inline`: the picture sent inside the server's message as a data URL
+    (`ui_styles.InlinePicture`, the app's way) or written to Gradio's cache for the page to download
+    (`gr.Image`'s)."""
 
     stream_every: float | None = None
     format: str | None = None
-    inline: bool = False
+    inline: bool | None = None
 
     def apply(self, demo) -> dict:
         """Make `demo` this variant (before it is launched); returns its settings as they now are."""
+        import gradio as gr
+        from streamdream.apps.ui_styles import InlinePicture
+
         fn, output = live_function(demo), block(demo, "live-output")
         if self.stream_every is not None:
             fn.stream_every = self.stream_every
         if self.format is not None:
             output.format = self.format
-        if self.inline:
-            output.postprocess = functools.partial(data_url_picture, format=output.format)
-        return {"stream_every": fn.stream_every, "format": output.format, "inline": self.inline}
-
-
-def data_url_picture(value: np.ndarray | None, format: str):
-    """`gr.Image`'s output payload for an array, encoded as Gradio encodes it, inline as a data URL."""
-    from gradio.data_classes import ImageData
-    from gradio.processing_utils import encode_pil_to_bytes
-    from PIL import Image
-
-    if value is None:
-        return None
-    data = base64.b64encode(encode_pil_to_bytes(Image.fromarray(value), format)).decode()
-    return ImageData(url=f"data:image/{format};base64,{data}", orig_name=f"dream.{format}")
+        if self.inline is not None:
+            output.postprocess = functools.partial((InlinePicture if self.inline else gr.Image).postprocess, output)
+        inline = self.inline if self.inline is not None else isinstance(output, InlinePicture)
+        return {"stream_every": fn.stream_every, "format": output.format, "inline": inline}
 
 
 @dataclass
@@ -408,7 +400,7 @@ def measure(browser, app: Served, visitors: int, seconds: float, warmup: float, 
 
 def wait_until_free(demo, timeout: float = 15.0) -> None:
     """Until the closed pages' seats are free (on unload, or after the seats' idle time), so the next run is seated."""
-    seats, deadline = demo.streamdream_app.seats, time.monotonic() + timeout
+    seats, deadline = demo.streamdream_app.room.seats, time.monotonic() + timeout
     while seats.seated() and time.monotonic() < deadline:
         time.sleep(0.1)
 
@@ -588,7 +580,7 @@ def run(*, visitors: tuple[int, ...] = (1, 3), seconds: float = 20.0, warmup: fl
     times, variants alternating within a visitor count; the JSON report (one entry per variant and count).
     `least`: a run goes on past `seconds` until every page painted that many pictures (a slow machine's smoke run)."""
     width, height = (int(v) for v in resolution.split("x"))
-    variants = [Variant(*v) for v in itertools.product(stream_every or [None], formats or [None], inline or [False])]
+    variants = [Variant(*v) for v in itertools.product(stream_every or [None], formats or [None], inline or [None])]
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="browser-latency-cam-") as folder:
         clip, period = code_clip(Path(folder), (width, height), camera_fps)
@@ -646,7 +638,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--stream-every", type=float, nargs="+", metavar="S", help="variants: Gradio's webcam capture period (default: the app's)")
     parser.add_argument("--format", dest="formats", nargs="+", choices=["jpeg", "png", "webp"], help="variants: the output picture's format (default: the app's)")
     parser.add_argument("--inline", nargs="+", choices=["no", "yes"], help="variants: the output picture inline in the server's message "
-                        "(a data URL), not a file the page downloads (default: no, as the app)")
+                        "(a data URL) or as a file the page downloads (default: yes, as the app)")
     parser.add_argument("--rounds", type=int, help="measure every variant this many times, alternating (default %(default)s)")
     parser.add_argument("--smoke", action="store_true", help=f"a short check for CI: {SMOKE}")
     parser.add_argument("--out", help="also write the report here, indented")

@@ -8,6 +8,14 @@ the two). Prints progress on stderr and one JSON object on its last line. The fi
 session (a full still dream, or a cold start) is left out of the steady-state figures. `run()` is
 the same measurement for other scripts (`benchmarks/suite.py`).
 
+With `--ray [ADDRESS]`, the N visitors go through the web app's seats (`admission.LiveRoom`) twice in
+one run, each in a loop of its own that sends its camera's next frame when the last came back (as a
+browser's stream does): once on this process's engine, once on `--replicas` live engine replicas on
+Ray (`streamdream.distributed.live_replicas`; a local Ray without ADDRESS), so the two sets of
+figures compare. `hop` is what the trip to a replica adds to a frame's latency (the round trip
+less the replica's own latency). With `--kill-one`, the same visitors then go on while one replica
+is killed halfway through: each visitor's longest time without a frame from then on is reported.
+
     python benchmarks/live.py --device cpu --resolution 320x240 --frames 60
     python benchmarks/live.py --device cuda --resolution 1280x720 --frames 300 --preset balanced
     python benchmarks/live.py --device cuda --resolution 640x480 --frames 300 --eager   # without CUDA graphs
@@ -15,14 +23,20 @@ the same measurement for other scripts (`benchmarks/suite.py`).
     python benchmarks/live.py --device cpu --resolution 320x240 --style builtin:19 --method net
     python benchmarks/live.py --device cpu --resolution 160x120 --sessions 4 --frames 40
     python benchmarks/live.py --device cuda --resolution 640x480 --sessions 16 --frames 300
+    python benchmarks/live.py --device cpu --resolution 160x120 --sessions 8 --frames 20 --ray --replicas 2 --kill-one
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import itertools
+import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +49,10 @@ import torch  # noqa: E402
 from streamdream.samples.make import KINDS, camera_frames  # noqa: E402
 from streamdream.dream import Dreamer  # noqa: E402
 from streamdream.carry import FrameMode  # noqa: E402
+from streamdream.admission import LiveRoom  # noqa: E402
+from streamdream.distributed.live_replicas import RemoteSession, start_replicas  # noqa: E402
 from streamdream.engine import LiveEngine, LiveResult  # noqa: E402
+from streamdream.looks import Look  # noqa: E402
 from benchmarks import common  # noqa: E402
 from streamdream.settings import STYLE_METHOD, TemporalSettings, live_preset, preset  # noqa: E402
 from streamdream.style_net import create_stylizer  # noqa: E402
@@ -117,6 +134,121 @@ def measure(modes: list[FrameMode], settings: TemporalSettings, clips: list[list
     return Measured(results, [session.dropped for session in sessions], batched / steps if steps else 0.0)
 
 
+def visitor_looks(count: int) -> list[Look]:
+    """`VISITORS` in turn as the web app's looks: what a visitor sends a replica, which builds the same dream `visitor_modes` makes."""
+    return [Look(objective=objective or "", strength=strength) for objective, strength in (VISITORS[i % len(VISITORS)] for i in range(count))]
+
+
+def visit(room: LiveRoom, mode_of: Callable[[Look], object], looks: list[Look], settings: TemporalSettings, clips: list[list[np.ndarray]],
+          frames: int, deadline: float | None, midway: Callable[[], None] | None = None) -> list[Results]:
+    """Each visitor's camera through `room`, in a loop of its own (its next frame when the last came
+    back), until each has `frames` results after its first; `midway()` runs once every visitor has
+    half of them. The stage-timings slot of each result holds its `hop_ms` (0 in this process)."""
+    results: list[Results] = [[] for _ in looks]
+    half = threading.Barrier(len(looks), action=midway)
+
+    def made(open_session, look: Look, image: np.ndarray) -> tuple[LiveResult, float]:
+        session = open_session(mode_of(look), settings, look.stream)
+        return session.wait(session.submit(image)), session.hop_ms if isinstance(session, RemoteSession) else 0.0
+
+    def visitor(i: int) -> None:
+        try:
+            index = 0
+            while len(results[i]) <= frames and (deadline is None or time.perf_counter() < deadline):
+                result, hop_ms = room.serve(f"visitor {i}", functools.partial(made, look=looks[i], image=camera_frame(clips[i], index)))
+                index += 1
+                results[i].append((result, {"hop_ms": hop_ms}, time.perf_counter()))
+                if len(results[i]) == frames // 2 + 1 and midway is not None:
+                    with contextlib.suppress(threading.BrokenBarrierError):  # a visitor stopped early (the deadline)
+                        half.wait()
+        finally:
+            half.abort()  # passed already, or the others must not wait for this visitor
+
+    threads = [threading.Thread(target=visitor, args=(i,)) for i in range(len(looks))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i in range(len(looks)):
+        room.leave(f"visitor {i}")
+    return results
+
+
+def figures(results: list[Results], frames: int, resolution: str) -> dict:
+    """Aggregate and per-session frame rates and latencies of steady results (and the hop's, on Ray)."""
+    kept = [steady(r, frames, resolution) for r in results]
+    per_session = [fps(k) for k in kept]
+    latencies = np.concatenate([[r.latency_ms for r, _, _ in k] for k in kept])
+    hops = np.concatenate([[t["hop_ms"] for _, t, _ in k] for k in kept])
+    return {
+        "aggregate_fps": sum(per_session),
+        "per_session_fps": per_session,
+        "fairness": min(per_session) / max(per_session),
+        "latency_p50_ms": float(np.percentile(latencies, 50)),
+        "latency_p95_ms": float(np.percentile(latencies, 95)),
+        "hop_p50_ms": float(np.percentile(hops, 50)),
+        "hop_p95_ms": float(np.percentile(hops, 95)),
+    }
+
+
+def longest_gap_s(results: Results, since: float) -> float:
+    """The longest time a visitor went without a frame from `since` on (counted from its last frame before)."""
+    times = [t for _, _, t in results]
+    before = [t for t in times if t < since]
+    after = [t for t in times if t >= since]
+    stamps = before[-1:] + after
+    return max((b - a for a, b in itertools.pairwise(stamps)), default=0.0)
+
+
+def run_on_ray(device: str, resolution: str, frames: int, preset_name: str, sessions: int, address: str, replicas: int, kill_one: bool,
+               deadline: float | None) -> dict:
+    """The visitors on this process's engine, then on `replicas` Ray replicas (and one killed midway with `kill_one`)."""
+    width, height = (int(v) for v in resolution.split("x"))
+    looks = visitor_looks(sessions)
+    name = preset_name if preset_name != "auto" else live_preset(torch.device(device))
+    settings = preset(name)
+    clips = cameras(sessions, (width, height))
+    load = os.getloadavg()
+    with LiveEngine() as engine:
+        here = visit(LiveRoom(engine, sessions), Look.mode, looks, settings, clips, frames, deadline)
+    print("in process: done", file=sys.stderr)
+    fleet = start_replicas(address, replicas, capacity=sessions)  # seats for every visitor on any replica: throughput, not admission
+    try:
+        room = fleet.room()
+        names = [replica.name for replica in fleet.replicas]
+        on_ray = visit(room, lambda look: look, looks, settings, clips, frames, deadline)
+        print("on Ray: done", file=sys.stderr)
+        report = {
+            "device": device, "mode": "dream", "resolution": resolution, "preset": name, "sessions": sessions, "frames": frames,
+            "replicas": names, "load_average_before": load,
+            "in_process": {key: value for key, value in figures(here, frames, resolution).items() if not key.startswith("hop")},
+            "ray": figures(on_ray, frames, resolution),
+        }
+        report["ray_vs_in_process"] = report["ray"]["aggregate_fps"] / report["in_process"]["aggregate_fps"]
+        if kill_one:
+            killed: dict = {}
+
+            def kill() -> None:  # the first replica, while every visitor streams
+                doomed = fleet.replicas[0]
+                killed.update(name=doomed.name, at=time.perf_counter(), visitors=[key for key, session in room.sessions().items()
+                                                                                    if isinstance(session, RemoteSession) and session.replica is doomed])
+                fleet.ray.kill(doomed.actor)
+
+            faulty = visit(room, lambda look: look, looks, settings, clips, frames, deadline, midway=kill)
+            gaps = {f"visitor {i}": longest_gap_s(r, killed["at"]) for i, r in enumerate(faulty)}
+            report["fault"] = {
+                "killed": killed["name"],
+                "moved": killed["visitors"],
+                "longest_gap_s_moved": {key: gaps[key] for key in killed["visitors"]},
+                "longest_gap_s_others": {key: gap for key, gap in gaps.items() if key not in killed["visitors"]},
+                "target_s": 2.0,
+            }
+        report["load_average_after"] = os.getloadavg()
+        return report
+    finally:
+        fleet.close()
+
+
 def steady(results: Results, frames: int, resolution: str) -> Results:
     """The results after the first (a still dream, or a cold start), at most `frames` of them."""
     kept = results[1 : frames + 1]
@@ -141,6 +273,9 @@ def run(
     style=None,
     method: str = STYLE_METHOD,
     sessions: int = 1,
+    ray: str | None = None,
+    replicas: int = 2,
+    kill_one: bool = False,
     deadline: float | None = None,
 ) -> dict:
     """Live sessions measured over `frames` results each after their first; returns the JSON report.
@@ -151,7 +286,16 @@ def run(
     `style`: a painting (path or picture, or "builtin:N") for neural style by `method` instead of the dream. `deadline` (a
     `time.perf_counter()` value) ends the measurement early with the results so far, so a caller
     with a time budget is never held up; fewer than two steady results by then is a TimeoutError.
+    `ray`: the visitors' dreams on this process's engine and on `replicas` live replicas on the Ray
+    cluster at that address ("local": a Ray of this machine's own), `kill_one` killing one midway
+    (`run_on_ray`).
     """
+    if ray is not None:
+        if style is not None:
+            raise SystemExit("--ray measures the visitors' dreams (VISITORS); leave --style out")
+        if kill_one and replicas < 2:
+            raise SystemExit("--kill-one needs --replicas 2 or more: the visitors move to the replicas left")
+        return run_on_ray(device, resolution, frames, preset_name, sessions, ray, replicas, kill_one, deadline)
     width, height = (int(v) for v in resolution.split("x"))
     modes = visitor_modes(sessions, device=device, eager=eager, style=style, method=method)
     name = preset_name if preset_name != "auto" else live_preset(modes[0].device)
@@ -207,6 +351,10 @@ def main() -> None:
         parser.add_argument("--method", help="style method: net, refine or optimize (default %(default)s)")
         parser.add_argument("--sessions", type=int, help="live sessions served together, each its own camera, objective and strength; "
                             "also measures one session alone in the same run (default %(default)s)")
+        parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                            help="the sessions on this process's engine, then on live engine replicas on Ray (a local Ray without ADDRESS)")
+        parser.add_argument("--replicas", type=int, help="with --ray: live engine replicas (default %(default)s)")
+        parser.add_argument("--kill-one", action="store_true", help="with --ray: then kill one replica midway and report each visitor's longest time without a frame")
 
     common.main(run, __doc__, add_arguments, "fast, balanced, quality; auto = fast on CPU, balanced on GPU")
 

@@ -11,11 +11,14 @@ Two runs on one `LiveEngine`, as a web server lives: first the soak, then the ch
   started pools, allocator arenas filling. Judged on what follows: `rss_growth_pct`, from the first
   sample after the warm-up to the last; `fps_drift_pct`, the change of the least-squares line through
   the sessions' mean fps of every interval after the warm-up, from its first interval to its last (a
-  line, not the last interval against the first: one noisy minute must not decide it).
+  line, not the last interval against the first: one noisy minute must not decide it). Each sample also
+  times one fixed model step in a process of its own (`ReferenceStep`): the machine's own speed, which
+  moves every fps on a shared host; `fps_drift_at_machine_speed_pct` is the same line through fps x that
+  step.
 * churn: `--churn` visitors of random sizes (`SIDES`, seeded) and modes (the soak's dreams and the
-  style network's built-in style) come and go through the web app's admission: `Seats` with its
-  idle time and queue limit (`settings.LIVE_SEAT_*`), one engine session per seated visitor, closed
-  when they leave or their seat goes idle (`Room`, as `apps/ui.py`'s `App.live` and `App.leave`).
+  style network's built-in style) come and go through the web app's admission, `admission.LiveRoom`:
+  seats with the app's idle time and queue limit (`settings.LIVE_SEAT_*`), one engine session per
+  seated visitor, closed when they leave or their seat goes idle.
   `--concurrent` at a time for `--seats` seats, so some queue. Each sends a few frames, waiting for
   each result as the web page does, then leaves in one of `EXITS`: closes the tab, closes it with a
   frame in flight, or just stops sending (its seat frees after the idle time, when someone visits).
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import multiprocessing
 import itertools
 import os
 import re
@@ -48,6 +52,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -57,15 +62,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import streamdream  # noqa: E402,F401  (first: sets OpenMP's spin count before torch loads)
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from benchmarks.live import VISITORS, camera_frame, cameras, visitor_modes  # noqa: E402
-from streamdream.admission import Seats  # noqa: E402
+from streamdream.admission import LiveRoom, Queued  # noqa: E402
 from streamdream.carry import FrameMode  # noqa: E402
-from streamdream.engine import LiveEngine, LiveResult, LiveSession  # noqa: E402
+from streamdream.dream import Dreamer  # noqa: E402
+from streamdream.engine import LiveEngine, LiveSession  # noqa: E402
+from streamdream.optimize import objective_gradient  # noqa: E402
 from streamdream.runtime import configure  # noqa: E402
 from streamdream.settings import (  # noqa: E402
-    DEFAULT_BUILTIN_STYLE, LIVE_QUEUE_LIMIT, LIVE_SEAT_IDLE_S, STYLE_METHOD, TemporalSettings, live_preset, preset,
+    DEFAULT_BUILTIN_STYLE, LIVE_SEAT_IDLE_S, STYLE_METHOD, TemporalSettings, live_preset, preset,
 )
 
 
@@ -84,13 +92,14 @@ SMOKE = Plan(minutes=15 / 60, every=5.0, churn=12)
 WARMUP_S = 120.0  # the soak's first 2 minutes are not judged ...
 WARMUP_SHARE = 0.2  # ... nor the first 20% of a shorter soak
 RSS_GROWTH_PCT = 5.0  # soak target: RSS after the warm-up grows at most this much
+REFERENCE_REPEATS = 3  # timed steps of `reference_step_ms` at each sample, the best kept
 FPS_DRIFT_PCT = 10.0  # soak target: fps after the warm-up drifts at most this much, either way
 CHURN_TOLERANCE_PCT = 5.0  # churn target: threads, open files and RSS end within this of the start
 
 SIDES = (64, 240)  # a churn visitor's camera: width and height drawn from this range, px
 FRAMES = (2, 6)  # ... and the frames it sends, at least and at most
 EXITS = {"leave": 0.5, "abrupt": 0.25, "vanish": 0.25}
-"""How a visitor goes, with its share: closes the tab after its last result (`Room.leave`), closes it
+"""How a visitor goes, with its share: closes the tab after its last result (`LiveRoom.leave`), closes it
 with a frame still in flight, or stops sending (the seat frees after `LIVE_SEAT_IDLE_S`)."""
 SETTLE_MARGIN_S = 0.5  # waited beyond the seats' idle time before the newcomer comes
 RESULT_TIMEOUT_S = 120.0  # a result that takes longer is a visitor error, not a hang
@@ -109,6 +118,53 @@ def vitals() -> dict:
     rss_kb = int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE).group(1))
     return {"rss_mb": round(rss_kb / 1024, 1), "fds": len(os.listdir("/proc/self/fd")), "threads": threading.active_count(),
             "os_threads": len(os.listdir("/proc/self/task"))}
+
+
+class ReferenceStep:
+    """A fixed model step timed on demand in a process of its own: the machine's speed beside the soak.
+
+    On a shared machine the processor itself speeds up and slows down: the 2-core Xeon's model step
+    ranged from 29 to 51 ms within an hour, alone each time, and two 20-minute soaks the same day saw
+    their fps fall by 12% and rise by half with nothing in the process growing. So each sample also
+    times this step (a batch the soak's size, one constant frame per session, forward to the dream
+    layer and back; the best of `REFERENCE_REPEATS`), and the drift is also given for fps x step,
+    frames per unit of the machine's speed. It follows a machine that changes speed; it does not follow
+    another job competing for the cores (in a soak where one started, the fps halved and the step rose
+    by a fifth), so judge either drift only on a machine left to the soak.
+    A process of its own, not a thread of the soak's: a thread starts a second OpenMP team in the
+    engine's process, and that alone cost the soak a third of its fps. It waits idle between samples.
+    """
+
+    def __init__(self, device: str, batch: int, height: int, width: int) -> None:
+        self.args = (device, batch, height, width)
+
+    def __enter__(self) -> ReferenceStep:
+        context = multiprocessing.get_context("spawn")  # no fork of a process that runs OpenMP threads
+        self._connection, child = context.Pipe()
+        self._process = context.Process(target=_reference_worker, args=(child, *self.args), daemon=True)
+        self._process.start()
+        return self
+
+    def __call__(self) -> float:
+        self._connection.send(True)
+        return self._connection.recv()
+
+    def __exit__(self, *exc) -> None:
+        self._connection.send(None)
+        self._process.join(timeout=30)
+
+
+def _reference_worker(connection, device: str, batch: int, height: int, width: int) -> None:
+    dreamer = Dreamer(device=device)
+    image = torch.full((batch, 3, height, width), 0.5, device=dreamer.device).contiguous(memory_format=dreamer.model.memory_format)
+    while connection.recv():
+        best = float("inf")
+        for repeat in range(REFERENCE_REPEATS + 1):  # the first wakes the OpenMP workers
+            started = time.perf_counter()
+            objective_gradient(dreamer.model, dreamer.objective, image, dreamer.rule.tile)
+            if repeat:
+                best = min(best, time.perf_counter() - started)
+        connection.send(round(1000 * best, 2))
 
 
 def change_pct(before: float, after: float) -> float:
@@ -131,8 +187,8 @@ def camera(session: LiveSession, clip: list[np.ndarray], fps: float, stop: threa
         errors.append(f"camera {threading.current_thread().name}: {type(error).__name__}: {error}")
 
 
-def sample(sessions: list[LiveSession], seconds: float, every: float) -> list[dict]:
-    """The vitals and each session's fps every `every` seconds for `seconds`."""
+def sample(sessions: list[LiveSession], seconds: float, every: float, reference: Callable[[], float]) -> list[dict]:
+    """The vitals, each session's fps and the `reference` step every `every` seconds for `seconds`."""
     started = last = time.perf_counter()
     counts = [s.processed for s in sessions]
     samples = []
@@ -140,7 +196,7 @@ def sample(sessions: list[LiveSession], seconds: float, every: float) -> list[di
         time.sleep(max(0.0, started + k * every - time.perf_counter()))
         now, now_counts = time.perf_counter(), [s.processed for s in sessions]
         fps = [round((n - c) / (now - last), 3) for n, c in zip(now_counts, counts)]
-        samples.append({"t_s": round(now - started, 2), **vitals(), "fps": fps})
+        samples.append({"t_s": round(now - started, 2), **vitals(), "fps": fps, "reference_step_ms": reference()})
         log(f"soak {now - started:6.0f} s: " + ", ".join(f"{name} {value}" for name, value in samples[-1].items() if name != "t_s"))
         last, counts = now, now_counts
     return samples
@@ -151,20 +207,30 @@ def judge_soak(samples: list[dict], warmup_s: float) -> dict:
     kept = [s for s in samples if s["t_s"] >= warmup_s]
     intervals = kept[1:]  # the fps of an interval that began after the warm-up
     growth = change_pct(kept[0]["rss_mb"], kept[-1]["rss_mb"]) if kept else None
-    drift = None
+    drift = speed_drift = adjusted_drift = None
     if len(intervals) >= 2:
         middles = [s["t_s"] - (s["t_s"] - before["t_s"]) / 2 for before, s in zip(kept, intervals)]
-        line = np.polynomial.Polynomial.fit(middles, [float(np.mean(s["fps"])) for s in intervals], 1)
-        drift = change_pct(line(middles[0]), line(middles[-1]))
+        fps = np.array([float(np.mean(s["fps"])) for s in intervals])
+        speed = np.array([1.0 / s["reference_step_ms"] for s in intervals])  # measured as each interval ends
+
+        def trend(values: np.ndarray) -> float:
+            line = np.polynomial.Polynomial.fit(middles, values, 1)
+            return change_pct(line(middles[0]), line(middles[-1]))
+
+        drift, speed_drift, adjusted_drift = trend(fps), trend(speed), trend(fps / speed)
     per_session = [round(float(np.mean(fps)), 3) for fps in zip(*(s["fps"] for s in intervals or samples))]
     return {
         "rss_growth_pct": growth,
         "fps_drift_pct": drift,
         "fps_drift_method": "least-squares line through the mean fps of each interval after the warm-up, first interval to last",
+        "machine_speed_drift_pct": speed_drift,  # the same line through 1 / reference_step_ms
+        "fps_drift_at_machine_speed_pct": adjusted_drift,  # through fps x reference_step_ms: the engine's own drift
         "per_session_fps": per_session,
         "rss_mb": {"after_warmup": kept[0]["rss_mb"] if kept else None, "last": samples[-1]["rss_mb"],
                    "peak": max(s["rss_mb"] for s in samples)},
         "meets_targets": growth is not None and drift is not None and growth <= RSS_GROWTH_PCT and abs(drift) <= FPS_DRIFT_PCT,
+        "meets_targets_at_machine_speed": (growth is not None and adjusted_drift is not None and growth <= RSS_GROWTH_PCT
+                                           and abs(adjusted_drift) <= FPS_DRIFT_PCT),
     }
 
 
@@ -180,7 +246,9 @@ def soak(engine: LiveEngine, modes: list[FrameMode], settings: TemporalSettings,
     for feeder in feeders:
         feeder.start()
     try:
-        samples = sample(sessions, seconds, every)
+        height, width = clips[0][0].shape[:2]
+        with ReferenceStep(str(modes[0].device), len(modes), height, width) as reference:
+            samples = sample(sessions, seconds, every, reference)
     finally:
         stop.set()
         for feeder in feeders:
@@ -195,54 +263,6 @@ def soak(engine: LiveEngine, modes: list[FrameMode], settings: TemporalSettings,
 
 
 # ---- the churn ------------------------------------------------------------------------------------
-
-
-class Room:
-    """The web app's live admission without the web (`apps/ui.py`: `App.live`, `App.leave`, `App._close_live`).
-
-    `Seats` with the app's idle time and queue limit seats the visitors; each seated visitor has one
-    session on the engine, opened at its first frame and closed when it leaves or its seat is freed
-    for idleness (`on_free`). Kept in step with the app, so the churn checks what the app does.
-    """
-
-    def __init__(self, engine: LiveEngine, capacity: int, settings: TemporalSettings) -> None:
-        self.engine, self.settings = engine, settings
-        self.seats = Seats(capacity, idle_s=LIVE_SEAT_IDLE_S, queue_limit=LIVE_QUEUE_LIMIT, on_free=self.close)
-        self.sessions: dict[str, LiveSession] = {}
-        self._lock = threading.Lock()
-
-    def frame(self, key: str, mode: FrameMode, image: np.ndarray) -> LiveResult | None:
-        """A camera frame of visitor `key`: its result once seated; None while it is queued."""
-        if self.seats.visit(key):
-            return None
-        with self.seats.serving(key):
-            session = self._session(key, mode)
-            result = session.wait(session.submit(image), RESULT_TIMEOUT_S)
-        if key not in self.seats.seated():  # freed while its frame was made: nobody else will close it
-            self.close(key)
-        return result
-
-    def leave(self, key: str, in_flight: np.ndarray | None = None) -> None:
-        """`key` closed its tab, right after sending `in_flight` if given (its session closes without waiting for it)."""
-        with self._lock:
-            session = self.sessions.get(key)
-        if in_flight is not None and session is not None:
-            session.submit(in_flight)
-        self.seats.leave(key)
-        self.close(key)
-
-    def close(self, key: str) -> None:
-        with self._lock:
-            session = self.sessions.pop(key, None)
-        if session is not None:
-            session.close()
-
-    def _session(self, key: str, mode: FrameMode) -> LiveSession:
-        with self._lock:
-            session = self.sessions.get(key)
-            if session is None or session.closed:
-                session = self.sessions[key] = self.engine.open(mode, self.settings)
-            return session
 
 
 @dataclass(frozen=True)
@@ -264,14 +284,14 @@ def visitors(count: int, modes: list[FrameMode], clips: list[list[np.ndarray]], 
             for i in range(count)]
 
 
-def visit(room: Room, visitor: Visitor, period: float) -> dict:
+def visit(room: LiveRoom, visitor: Visitor, settings: TemporalSettings, period: float) -> dict:
     """One visitor's stay: a frame per `period` while queued, then frame after frame as each result
     comes (the web page's loop), then its exit. Returns what it saw; an error is kept, not raised."""
     frames = (cv2.resize(camera_frame(visitor.clip, i), visitor.size, interpolation=cv2.INTER_AREA) for i in itertools.count())
     results = queued = 0
     try:
         while results < visitor.frames:
-            if room.frame(visitor.key, visitor.mode, next(frames)) is None:
+            if isinstance(room.frame(visitor.key, next(frames), visitor.mode, settings, timeout=RESULT_TIMEOUT_S), Queued):
                 queued += 1
                 time.sleep(period)
             else:
@@ -283,39 +303,39 @@ def visit(room: Room, visitor: Visitor, period: float) -> dict:
         return {"results": results, "queued": queued, "error": f"{visitor.key}: {type(error).__name__}: {error}"}
 
 
-def crowd(room: Room, people: list[Visitor], concurrent: int, period: float) -> list[dict]:
+def crowd(room: LiveRoom, people: list[Visitor], settings: TemporalSettings, concurrent: int, period: float) -> list[dict]:
     """`people` visit `concurrent` at a time, each as soon as a place frees; what each saw, in order."""
     stays = []
     with ThreadPoolExecutor(max_workers=concurrent, thread_name_prefix="visitor") as pool:
-        for i, stay in enumerate(pool.map(lambda v: visit(room, v, period), people), 1):
+        for i, stay in enumerate(pool.map(lambda v: visit(room, v, settings, period), people), 1):
             stays.append(stay)
             if i % max(1, len(people) // 10) == 0:
                 log(f"churn {i}/{len(people)} visitors: " + ", ".join(f"{name} {value}" for name, value in vitals().items()))
     return stays
 
 
-def state(engine: LiveEngine, room: Room) -> dict:
+def state(engine: LiveEngine, room: LiveRoom) -> dict:
     """The vitals (after a garbage collection) and who holds what: engine sessions, seats, the queue."""
     gc.collect()
-    return {**vitals(), "engine_sessions": len(engine.sessions), "room_sessions": len(room.sessions), "seated": len(room.seats.seated()),
+    return {**vitals(), "engine_sessions": len(engine.sessions), "room_sessions": len(room.sessions()), "seated": len(room.seats.seated()),
             "waiting": len(room.seats.waiting())}
 
 
 def churn(engine: LiveEngine, modes: list[FrameMode], settings: TemporalSettings, count: int, concurrent: int, seats: int,
           source_fps: float, seed: int) -> dict:
-    """`count` visitors through a `Room` on `engine` after a warm-up round; judged as the module's docstring says."""
+    """`count` visitors through a `LiveRoom` on `engine` after a warm-up round; judged as the module's docstring says."""
     rng = np.random.default_rng(seed)
     clips = cameras(3, (2 * SIDES[1], SIDES[1]), length=30)
-    room, period = Room(engine, seats, settings), 1.0 / source_fps
+    room, period = LiveRoom(engine, seats), 1.0 / source_fps
     cold = state(engine, room)
-    warmup = crowd(room, visitors(concurrent, modes, clips, rng, "warmup-"), concurrent, period)
+    warmup = crowd(room, visitors(concurrent, modes, clips, rng, "warmup-"), settings, concurrent, period)
     people = visitors(count, modes, clips, rng, "visitor-")
-    opening = settle(room, replace(people[0], key="newcomer-0"), period)
+    opening = settle(room, replace(people[0], key="newcomer-0"), settings, period)
     start = state(engine, room)
     started = time.perf_counter()
-    stays = crowd(room, people, concurrent, period)
+    stays = crowd(room, people, settings, concurrent, period)
     seconds = time.perf_counter() - started
-    newcomer = settle(room, replace(people[0], key="newcomer-1"), period)
+    newcomer = settle(room, replace(people[0], key="newcomer-1"), settings, period)
     end = state(engine, room)
     errors = [s["error"] for s in [*warmup, opening, *stays, newcomer] if s["error"]]
     changes = {key: change_pct(start[key], end[key]) for key in ("threads", "os_threads", "fds", "rss_mb")}
@@ -331,14 +351,14 @@ def churn(engine: LiveEngine, modes: list[FrameMode], settings: TemporalSettings
     }
 
 
-def settle(room: Room, newcomer: Visitor, period: float) -> dict:
+def settle(room: LiveRoom, newcomer: Visitor, settings: TemporalSettings, period: float) -> dict:
     """Wait out the seats' idle time, then `newcomer` comes and leaves; returns its stay.
 
     `Seats` frees an idle seat when someone visits, so its first visit frees the seats of those who
     stopped sending, and it is seated at once (`queued` 0).
     """
     time.sleep(LIVE_SEAT_IDLE_S + SETTLE_MARGIN_S)
-    return visit(room, replace(newcomer, exit="leave"), period)
+    return visit(room, replace(newcomer, exit="leave"), settings, period)
 
 
 # ---- both -----------------------------------------------------------------------------------------

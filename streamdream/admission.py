@@ -5,26 +5,35 @@ each extra visitor slows everyone down; past some number nobody sees a moving pi
 admits visitors up to a capacity and queues the rest in arrival order, telling each their place;
 a seat whose visitor sent no frame for `idle_s` seconds (a closed tab, a stopped camera) is freed
 and the first in the queue takes it. `probe_capacity` measures that capacity on this machine: how
-many streams can share the model while each still gets `min_fps` frames per second.
+many streams can share the model while each still gets `min_fps` frames per second. `LiveRoom`
+puts the seats in front of a `LiveEngine`: one engine session per seated visitor, closed when the
+visitor goes, so every front end (the web app, `benchmarks/soak.py`'s churn) admits and frees alike.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
 from .carry import FrameMode
+from .engine import LiveEngine, LiveResult, LiveSession
 from .errors import StreamdreamError
 from .runtime import on_own_thread, release_memory
 from .scheduler import tick
 from .session import StreamSession
-from .settings import TemporalSettings
+from .settings import LIVE_QUEUE_LIMIT, LIVE_SEAT_IDLE_S, TemporalSettings
+
+T = TypeVar("T")
+Opener = Callable[..., LiveSession]
+"""`(mode, settings, look=None) -> LiveSession`: a seated visitor's session, as `LiveRoom.session` gives it."""
 
 
 class QueueFull(StreamdreamError):
@@ -127,6 +136,98 @@ class Seats:
         if self.on_free is not None:
             for key in freed:
                 self.on_free(key)
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A visitor's frame that was not served: every seat is taken and this is their place in the queue (1 = next)."""
+
+    place: int
+
+
+class LiveRoom:
+    """Live visitors on one engine: `Seats` (with `idle_s` and `queue_limit`) admit them, and each
+    seated visitor (a hashable key) has one `LiveSession`, opened at its first frame.
+
+    A session is closed when its visitor leaves (`leave`), when its seat is freed for idleness
+    (the seats' `on_free`), and when the seat was freed while a frame was made for it: nobody else
+    would close it then. The policy lives here, not in a front end, so the web app and the churn
+    benchmark that checks it do the same thing, and another engine (a Ray one) has one thing to provide.
+    """
+
+    def __init__(self, engine: LiveEngine, capacity: int, *, idle_s: float = LIVE_SEAT_IDLE_S, queue_limit: int = LIVE_QUEUE_LIMIT,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine = engine
+        self.seats = Seats(capacity, idle_s=idle_s, queue_limit=queue_limit, on_free=self.close, clock=clock)
+        self._lock = threading.Lock()
+        self._sessions: dict[Hashable, tuple[LiveSession, Hashable]] = {}  # key -> its session, and the look of its last frame
+
+    @property
+    def capacity(self) -> int:
+        return self.seats.capacity
+
+    def sessions(self) -> dict[Hashable, LiveSession]:
+        """Each visitor's session, by key (those the room still has to close)."""
+        with self._lock:
+            return {key: session for key, (session, _) in self._sessions.items()}
+
+    def serve(self, key: Hashable, work: Callable[[Opener], T]) -> T | Queued:
+        """A frame of visitor `key`: `work(open)` once it is seated, `open` giving its session
+        (`session` for `key`), with the seat held meanwhile (`Seats.serving`); else its place.
+
+        Raises `QueueFull` when it would have to queue behind the queue limit.
+        """
+        place = self.seats.visit(key)
+        if place:
+            return Queued(place)
+        try:
+            with self.seats.serving(key):
+                return work(functools.partial(self.session, key))
+        finally:
+            if key not in self.seats.seated():  # freed while its frame was made: nobody else will close it
+                self.close(key)
+
+    def frame(self, key: Hashable, image: np.ndarray, mode: FrameMode, settings: TemporalSettings, *,
+              timeout: float | None = None) -> LiveResult | Queued:
+        """Visitor `key`'s camera frame through `mode`: its result (or a newer frame's) once seated, else its place."""
+
+        def made(open_session: Opener) -> LiveResult:
+            session = open_session(mode, settings)
+            return session.wait(session.submit(image), timeout)
+
+        return self.serve(key, made)
+
+    def session(self, key: Hashable, mode: FrameMode, settings: TemporalSettings, look: Hashable = None) -> LiveSession:
+        """`key`'s session, running `mode` with `settings` from its next frame: opened when there is none
+        or it was closed (or failed); a new `look` (model, objective, style) starts its stream afresh,
+        a new strength or settings keep its warm state. For `serve`'s work: the seat is the caller's to hold."""
+        with self._lock:
+            session, last_look = self._sessions.get(key, (None, None))
+            if session is None or session.closed:
+                session = self.engine.open(mode, settings, seed=0)
+            else:
+                if look != last_look:
+                    session.reset()
+                session.mode, session.settings = mode, settings
+            self._sessions[key] = (session, look)
+            return session
+
+    def leave(self, key: Hashable, in_flight: np.ndarray | None = None) -> None:
+        """`key` is gone (its tab closed), right after sending `in_flight` if given: its seat goes to
+        the first in the queue and its session closes, without waiting for that frame."""
+        with self._lock:
+            session, _ = self._sessions.get(key, (None, None))
+        if in_flight is not None and session is not None:
+            session.submit(in_flight)
+        self.seats.leave(key)
+        self.close(key)
+
+    def close(self, key: Hashable) -> None:
+        """Close `key`'s session, if it has one (its seat is the seats' business)."""
+        with self._lock:
+            session, _ = self._sessions.pop(key, (None, None))
+        if session is not None:
+            session.close()
 
 
 @dataclass(frozen=True)

@@ -267,6 +267,9 @@ UI_MAX_STILL_SIDE = 2048  # hard cap; the Still tab's slider picks the working s
 # are dropped before any model work (the engine would drop them anyway: it keeps the newest).
 UI_LIVE_MAX_FPS = 30
 UI_LIVE_RATE_WINDOW_S = 1.0
+# The Live tab's dream goes to the page inline as a JPEG of this quality (Pillow's default): about 10 KB
+# and well under 1 ms a frame at 240x180, as `benchmarks/browser_latency.py` measured it.
+UI_LIVE_PICTURE_QUALITY = 75
 UI_LIVE_TIME_LIMIT = 300  # seconds a live stream may run before it stops (the visitor can restart it)
 UI_LIVE_IDLE_S = 120  # a live session that got no frame for this long is closed (its warm state freed)
 UI_RENDERS = 1  # still and video jobs admitted at once
@@ -357,3 +360,7 @@ RAY_ATTEMPTS = 2
 # How long `--ray HOST:PORT` waits for the address to accept a connection before saying no cluster
 # answers there: Ray itself retries for minutes, logging a warning every few seconds.
 RAY_CONNECT_TIMEOUT_S = 5.0
+# Live replicas on Ray (`streamdream ui --ray`, `distributed.live_replicas`):
+RAY_LIVE_START_S = 300.0  # seconds replicas may take to start (load the model, measure their seats) before the app gives up
+RAY_LIVE_NOTICE_S = 10.0  # seconds a moved visitor's readout says their replica stopped
+RAY_LIVE_CALLS = 2 * LIVE_MAX_SEATS  # frames one replica takes at once: its seated visitors and those re-seated on it, one in flight each

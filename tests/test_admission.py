@@ -1,13 +1,18 @@
-"""Live seats: capacity, a queue in arrival order with visible places, idle seats freed, a measured capacity."""
+"""Live seats: capacity, a queue in arrival order with visible places, idle seats freed, a measured capacity;
+the live room on an engine: one session per seated visitor, closed whichever way the visitor goes."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 
-from streamdream.admission import QueueFull, Seats, probe_capacity
+from streamdream.admission import LiveRoom, Queued, QueueFull, Seats, probe_capacity
+from streamdream.carry import FrameMode
 from streamdream.dream import Dreamer
+from streamdream.engine import LiveEngine
 from streamdream.errors import StreamdreamError
-from streamdream.settings import preset
+from streamdream.settings import TemporalSettings, preset
 
 
 class Clock:
@@ -72,3 +77,109 @@ def test_probe_measures_streams_sharing_the_model_and_reads_off_a_capacity():
     assert sorted(probe.fps) == [1, 2, 4] and probe.capacity == 4  # everything fits below `most`
     assert all(fps > 0 for fps in probe.fps.values())
     assert probe_capacity(mode, preset("fast"), (48, 64), min_fps=1e9, most=4, ticks=1).capacity == 1  # one is always served
+
+
+# ---- the live room
+
+STILL = TemporalSettings(flow="none")  # no optical flow: the frames are flat test patterns
+
+
+class Negative(FrameMode):
+    """A stream's first frame is the camera's negative, every later one the camera as it is: a served
+    first frame is told from the camera's, and a stream that starts afresh from one that goes on."""
+
+    device = torch.device("cpu")
+
+    def first_frame(self, image, generator):
+        return 1 - image
+
+    def next_frame(self, image, previous_input, previous_output, motion, settings, generator):
+        return image
+
+
+def camera(value: int = 10) -> np.ndarray:
+    return np.full((8, 8, 3), value, np.uint8)
+
+
+@pytest.fixture
+def engine():
+    with LiveEngine() as engine:
+        yield engine
+
+
+def live_room(engine, capacity: int = 2, queue_limit: int = 3):
+    clock = Clock()
+    return LiveRoom(engine, capacity, idle_s=2.0, queue_limit=queue_limit, clock=clock), clock
+
+
+def test_the_room_serves_its_seats_queues_the_rest_in_order_and_seats_them_when_one_leaves(engine):
+    room, _ = live_room(engine, capacity=2, queue_limit=2)
+    mode = Negative()
+    answers = {v: room.frame(v, camera(), mode, STILL) for v in "abcd"}
+    assert [answers[v].image[0, 0, 0] for v in "ab"] == [245, 245]  # served: the negative of the camera
+    assert answers["c"] == Queued(1) and answers["d"] == Queued(2)
+    with pytest.raises(QueueFull, match="all 2 live seats are taken and 2 visitors wait"):
+        room.frame("e", camera(), mode, STILL)
+    ann = room.sessions()["a"]
+    assert room.frame("a", camera(20), mode, STILL).image[0, 0, 0] == 20 and room.sessions()["a"] is ann  # its stream goes on
+    assert set(room.sessions()) == {"a", "b"} and len(engine.sessions) == 2  # none for the queued
+
+    room.leave("a")
+    assert ann.closed and room.frame("d", camera(), mode, STILL) == Queued(1)  # c, first in the queue, took a's seat
+    assert room.frame("c", camera(30), mode, STILL).image[0, 0, 0] == 225
+    assert set(room.sessions()) == {"b", "c"} and ann not in engine.sessions
+
+
+def test_a_visitor_who_leaves_with_a_frame_in_flight_gives_back_the_seat_and_the_session(engine):
+    room, _ = live_room(engine, capacity=1)
+    mode = Negative()
+    room.frame("a", camera(), mode, STILL)
+    assert room.frame("b", camera(), mode, STILL) == Queued(1)
+    ann = room.sessions()["a"]
+    room.leave("a", in_flight=camera(40))  # the tab closed right after sending a frame
+    assert ann.closed and engine.sessions == () and room.sessions() == {}
+    assert room.frame("b", camera(), mode, STILL).image[0, 0, 0] == 245  # b is seated at once
+
+
+def test_a_seat_freed_for_idleness_closes_its_session(engine):
+    room, clock = live_room(engine, capacity=1)
+    mode = Negative()
+    room.frame("a", camera(), mode, STILL)
+    ann = room.sessions()["a"]
+    clock.now = 2.5  # a stopped its camera: nothing for longer than the idle time
+    assert room.frame("b", camera(), mode, STILL).image[0, 0, 0] == 245  # b's visit frees a's seat and takes it
+    assert ann.closed and list(room.sessions()) == ["b"] and len(engine.sessions) == 1
+
+
+def test_a_session_opened_after_its_visitor_left_mid_frame_is_closed(engine):
+    """The tab closed while the visitor's first frame was being made, before its session opened: the
+    room's `leave` had nothing to close, so the frame's end must."""
+    room, _ = live_room(engine, capacity=1)
+    mode = Negative()
+
+    def made(open_session):
+        room.leave("a")  # the page's unload, while the frame is made
+        session = open_session(mode, STILL)
+        return session, session.wait(session.submit(camera()))
+
+    session, result = room.serve("a", made)
+    assert result.image[0, 0, 0] == 245  # the frame was made ...
+    assert session.closed and room.sessions() == {} and engine.sessions == ()  # ... and nothing is left open
+    assert room.seats.seated() == []
+
+
+def test_a_new_look_starts_the_stream_afresh_and_new_settings_keep_it_going(engine):
+    room, _ = live_room(engine)
+    mode = Negative()
+
+    def frame(value: int, look: str, settings: TemporalSettings = STILL) -> int:
+        def made(open_session):
+            session = open_session(mode, settings, look)
+            return session.wait(session.submit(camera(value)))
+
+        return int(room.serve("a", made).image[0, 0, 0])
+
+    assert [frame(10, "dream"), frame(20, "dream"), frame(30, "style")] == [245, 20, 225]  # first, next, afresh
+    ann = room.sessions()["a"]
+    assert frame(40, "style", STILL.with_(carry=0.5)) == 40 and ann.stream.settings.carry == 0.5  # the same stream, going on
+    assert room.sessions() == {"a": ann} and engine.sessions == (ann,)

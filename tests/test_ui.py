@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import functools
+import io
+import json
 import socket
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +17,7 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
+httpx = pytest.importorskip("httpx")
 
 from PIL import Image  # noqa: E402
 
@@ -32,13 +38,78 @@ def server(tmp_path_factory):
     from streamdream.engine import LiveEngine
 
     work = tmp_path_factory.mktemp("ui")
-    with LiveEngine() as engine:
+    with pytest.MonkeyPatch.context() as patch, LiveEngine() as engine:
+        patch.setenv("GRADIO_TEMP_DIR", str(work / "gradio"))  # as `streamdream ui` sets it: Gradio's cache in the app's folder
         demo = build_app(work, max_video_seconds=5, max_live=2, engine=engine)
         launch("127.0.0.1", free_port(), demo=demo, prevent_thread_lock=True, quiet=True)
         yield demo
         demo.close()
 
 
+def inline(picture: Path) -> dict:
+    """A picture as a data URL, no file: how a browser sends a camera frame."""
+    return {"path": None, "url": "data:image/png;base64," + base64.b64encode(picture.read_bytes()).decode(), "meta": {"_type": "gradio.FileData"}}
+
+
+class Page:
+    """A Live tab as a browser runs it: one stream event for its camera, a frame posted to it at a time
+    (inline, as the browser does), each answer read from the event stream."""
+
+    def __init__(self, server) -> None:
+        self.url = server.local_url + "gradio_api/"
+        self.session_hash = uuid.uuid4().hex
+        self.fn_index = next(index for index, fn in server.fns.items() if fn.api_name == "live_frame")
+        self.event_id = None
+        self.messages = None
+
+    def send(self, frame: dict) -> list:
+        """The page's outputs for `frame`: [dream, state, readout]."""
+        body = {"data": [frame, "efficientnet_lite0", "", 1.0, 0, 0.9, "fast", None, "dream", None, "builtin:19"], "fn_index": self.fn_index,
+                "session_hash": self.session_hash}
+        if self.event_id is None:
+            self.event_id = httpx.post(self.url + "queue/join", json=body, timeout=30).json()["event_id"]
+            self._stream = httpx.stream("GET", self.url + f"queue/data?session_hash={self.session_hash}", timeout=120)
+            self.messages = (json.loads(line[6:]) for line in self._stream.__enter__().iter_lines() if line.startswith("data: "))
+        else:
+            httpx.post(self.url + f"stream/{self.event_id}", json={**body, "event_id": self.event_id}, timeout=30).raise_for_status()
+        for message in self.messages:
+            if message.get("msg") in ("process_streaming", "process_completed"):
+                return message["output"]["data"]
+        raise AssertionError("the event stream ended")
+
+    def close(self) -> None:
+        httpx.post(self.url + f"stream/{self.event_id}/close", timeout=30)
+        self._stream.__exit__(None, None, None)
+
+
+def files_under(folder: Path) -> set[Path]:
+    return {path for path in folder.rglob("*") if path.is_file()}
+
+
+def test_a_live_dream_reaches_the_page_inline_and_leaves_no_file(server, tmp_path):
+    """The Live tab's dream comes back inside the stream's message, a JPEG data URL at the camera
+    frame's size, and a stream of frames leaves no file behind: not in Gradio's cache (the app's
+    folder, as `streamdream ui` sets it), not in the app's outputs."""
+    from streamdream.samples.make import camera_frames
+
+    frames, _ = camera_frames("pan", (96, 64), 3)
+    sent = []
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(tmp_path / f"{i}.png")
+        sent.append(inline(tmp_path / f"{i}.png"))
+    work = server.streamdream_app.workdir
+    before = files_under(work)
+    page = Page(server)
+    try:
+        answers = [page.send(frame) for frame in sent]
+    finally:
+        page.close()
+    for dream, _, readout in answers:
+        assert readout.startswith("fps "), readout
+        assert dream["path"] is None and dream["url"].startswith("data:image/jpeg;base64,")
+        shown = Image.open(io.BytesIO(base64.b64decode(dream["url"].partition(",")[2])))
+        assert shown.format == "JPEG" and shown.size == (96, 64)
+    assert files_under(work) == before
 
 
 def first_frame(path) -> np.ndarray:
@@ -268,8 +339,8 @@ def test_live_visitors_past_capacity_see_their_place_and_are_seated_when_a_seat_
         states: dict[str, object] = {}
 
         def frame(visitor, image):
-            def serve():
-                return live_frame(image, "efficientnet_lite0", "", 1.0, 1, 0.9, "fast", states.get(visitor.session_hash), engine=engine)
+            def serve(session):
+                return live_frame(image, "efficientnet_lite0", "", 1.0, 1, 0.9, "fast", states.get(visitor.session_hash), session=session)
 
             out, states[visitor.session_hash], readout = app.live(image, states.get(visitor.session_hash), visitor, serve)
             return out, readout
@@ -284,11 +355,18 @@ def test_live_visitors_past_capacity_see_their_place_and_are_seated_when_a_seat_
         assert cancel.is_set() and states["ann"].session.closed and len(engine.sessions) == 1
         out, readout = frame(visitors[2], frames[1])
         assert out.shape == frames[1].shape and readout.startswith("fps ")
-        assert app.seats.seated() == ["bob", "cyd"]
+        assert app.room.seats.seated() == ["bob", "cyd"]
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(int) - b).mean())
+
+
+def seated(engine, visitor: str = "ann"):
+    """`visitor`'s session opener in a room of their own on `engine`, as `App.live` hands `live_frame` one."""
+    from streamdream.admission import LiveRoom
+
+    return functools.partial(LiveRoom(engine, 1).session, visitor)
 
 
 def test_live_style_paints_a_builtin_style_until_a_painting_wins(tmp_path):
@@ -301,14 +379,15 @@ def test_live_style_paints_a_builtin_style_until_a_painting_wins(tmp_path):
     painting = str(striped_painting(tmp_path / "painting.png"))
     frames, _ = camera_frames("pan", (96, 64), 4)
     with LiveEngine() as engine:
+        ann, bob = seated(engine, "ann"), seated(engine, "bob")
 
-        def frame(index: int, painting: str | None, builtin: str = DEFAULT_BUILTIN_STYLE, state=None):
-            return live_frame(frames[index], "efficientnet_lite0", "", 1.0, 1, 0.9, "fast", state, "style", painting, builtin, engine=engine)
+        def frame(index: int, painting: str | None, builtin: str = DEFAULT_BUILTIN_STYLE, state=None, session=ann):
+            return live_frame(frames[index], "efficientnet_lite0", "", 1.0, 1, 0.9, "fast", state, "style", painting, builtin, session=session)
 
         out, state, readout = frame(0, None)
         assert out.shape == frames[0].shape and readout.startswith("fps ") and distance(out, frames[0]) > 20
         live = state.session
-        other, _, _ = frame(0, None, "builtin:3")
+        other, _, _ = frame(0, None, "builtin:3", session=bob)
         assert distance(other, out) > 20  # each built-in style its own
         own, state, readout = frame(1, painting, state=state)
         assert readout.startswith("fps ") and greenness(own) > greenness(frames[1]) + 10
@@ -334,8 +413,9 @@ def test_a_bad_live_painting_is_one_readout_line_and_the_stream_goes_on(tmp_path
     frames, _ = camera_frames("pan", (96, 64), 3)
     state = None
     with LiveEngine() as engine:
+        session = seated(engine)
         for frame in frames:
-            out, state, readout = live_frame(frame, "efficientnet_lite0", "", 1.0, 1, 0.9, "fast", state, "style", str(path), engine=engine)
+            out, state, readout = live_frame(frame, "efficientnet_lite0", "", 1.0, 1, 0.9, "fast", state, "style", str(path), session=session)
             assert readout.startswith(why) and f"painting with {DEFAULT_BUILTIN_STYLE} instead · fps " in readout and "\n" not in readout
             assert str(tmp_path) not in readout  # the file's name, not the server's path
             assert distance(out, frame) > 20  # painted by the built-in style
@@ -362,9 +442,9 @@ def test_a_live_frame_out_of_memory_is_one_readout_line_and_the_stream_goes_on_s
     frames, _ = camera_frames("pan", (128, 96), 3)
     state = None
     with LiveEngine() as engine:
-        readouts = []
+        session, readouts = seated(engine), []
         for frame in frames:
-            out, state, readout = live_frame(frame, "efficientnet_lite0", "", 1.0, 1, 0.9, "fast", state, "style", None, engine=engine)
+            out, state, readout = live_frame(frame, "efficientnet_lite0", "", 1.0, 1, 0.9, "fast", state, "style", None, session=session)
             assert out.shape == frame.shape and "\n" not in readout
             readouts.append(readout)
     assert readouts[0] == "out of memory at 128 px: working at 96 px from now on · showing the camera as it is"
@@ -379,13 +459,14 @@ def test_a_live_dream_that_cannot_run_shows_the_camera_and_says_why():
 
     frames, _ = camera_frames("pan", (96, 64), 3)
     with LiveEngine() as engine:
-        out, state, readout = live_frame(frames[0], "efficientnet_lite0", "blocks.3", 4.0, 2, 0.9, "fast", None, engine=engine)
+        session = seated(engine)
+        out, state, readout = live_frame(frames[0], "efficientnet_lite0", "blocks.3", 4.0, 2, 0.9, "fast", None, session=session)
         assert readout.startswith("fps ") and distance(out, frames[0]) > 3.0
         for frame in frames[1:]:  # a typo in the objective: every frame says so, none raises
-            out, state, readout = live_frame(frame, "efficientnet_lite0", "blocks.99", 4.0, 2, 0.9, "fast", state, engine=engine)
+            out, state, readout = live_frame(frame, "efficientnet_lite0", "blocks.99", 4.0, 2, 0.9, "fast", state, session=session)
             assert readout.endswith(" · showing the camera as it is") and "blocks.99" in readout
             assert np.array_equal(out, frame)
-        out, state, readout = live_frame(frames[2], "efficientnet_lite0", "blocks.3", 4.0, 2, 0.9, "fast", state, engine=engine)
+        out, state, readout = live_frame(frames[2], "efficientnet_lite0", "blocks.3", 4.0, 2, 0.9, "fast", state, session=session)
         assert readout.startswith("fps ") and distance(out, frames[2]) > 3.0  # fixed: dreaming again, on the same stream
         assert state.session.processed == 2
 
@@ -402,19 +483,20 @@ def test_live_tab_runs_on_the_live_engine_and_its_controls_apply_to_the_running_
         return float(np.abs(a.astype(int) - b).mean())
 
     with LiveEngine() as engine:
-        out, state, _ = live_frame(frames[0], *controls, 1.0, 0, 0.9, "fast", None, engine=engine)  # 0 iterations: no dream
+        session = seated(engine)
+        out, state, _ = live_frame(frames[0], *controls, 1.0, 0, 0.9, "fast", None, session=session)  # 0 iterations: no dream
         assert engine.sessions == (state.session,)
         assert diff(out, frames[0]) < 1.0
         live = state.session
-        out, state, _ = live_frame(frames[1], *controls, 4.0, 2, 0.9, "fast", state, engine=engine)  # stronger, 2 iterations
+        out, state, _ = live_frame(frames[1], *controls, 4.0, 2, 0.9, "fast", state, session=session)  # stronger, 2 iterations
         assert state.session is live and diff(out, frames[1]) > 3.0
-        out, state, _ = live_frame(frames[2], *controls, 4.0, 0, 0.0, "fast", state, engine=engine)  # no steps, nothing carried
+        out, state, _ = live_frame(frames[2], *controls, 4.0, 0, 0.0, "fast", state, session=session)  # no steps, nothing carried
         assert state.session is live and diff(out, frames[2]) < 1.0
         assert live.stream.settings.frame_iterations == 0 and live.stream.settings.carry == 0.0 and live.processed == 3
 
         # the model work of a live frame waits while the engine is busy with a still or a render
         with engine.exclusive():
-            handler = threading.Thread(target=live_frame, args=(frames[3], *controls, 1.0, 1, 0.9, "fast", state), kwargs={"engine": engine})
+            handler = threading.Thread(target=live_frame, args=(frames[3], *controls, 1.0, 1, 0.9, "fast", state), kwargs={"session": session})
             handler.start()
             until(lambda: engine.waiting == 1, timeout=60)
             assert handler.is_alive() and live.processed == 3

@@ -64,20 +64,15 @@ def set_slider(page, elem_id: str, value: float) -> None:
 
 
 def output_image(page) -> np.ndarray | None:
+    """The dream the Live tab shows, which reaches the page inline: a JPEG data URL, no file to fetch (`ui_styles.InlinePicture`)."""
     img = page.locator("#live-output img")
     if img.count() == 0:
         return None
     src = img.first.get_attribute("src")
     if not src:
         return None
-    if src.startswith("data:"):
-        data = base64.b64decode(src.split(",", 1)[1])
-    else:
-        response = page.request.get(src)
-        if not response.ok:
-            return None
-        data = response.body()
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert src.startswith("data:image/jpeg;base64,"), src[:100]
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.partition(",")[2]))).convert("RGB"))
 
 
 def readout(page) -> str:
@@ -270,7 +265,7 @@ def test_a_bad_painting_is_one_readout_line_and_the_stream_goes_on(browser, app_
 def test_a_visitor_past_capacity_sees_the_queue_and_is_served_when_a_page_closes(browser, app, app_url):
     """Three live pages on two seats: two dream, the third shows its place in the queue, then dreams
     once the first page closes (its seat is freed on unload, or after the idle time at the latest)."""
-    seats = app.streamdream_app.seats
+    seats = app.streamdream_app.room.seats
     pages = [open_live(browser, app_url) for _ in range(3)]
     (first, first_page), (_, second_page), (_, third_page) = pages
     try:

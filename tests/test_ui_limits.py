@@ -8,10 +8,8 @@ videos, 2 live frames a second.
 
 from __future__ import annotations
 
-import json
 import struct
 import time
-import uuid
 import zlib
 from pathlib import Path
 
@@ -25,7 +23,7 @@ httpx = pytest.importorskip("httpx")
 from PIL import Image, ImageFile
 
 from .conftest import until
-from .test_ui import free_port
+from .test_ui import Page, free_port, inline
 
 MAX_PIXELS = 1_000_000
 MAX_UPLOAD_MB = 1
@@ -131,13 +129,6 @@ def frame(client, picture: Path):
 def inline_frame(client, picture: Path):
     """A Live tab frame sent inline, as a browser streams its camera (`inline`)."""
     return client.predict(inline(picture), "efficientnet_lite0", "", 1.0, 0, 0.9, "fast", "dream", "builtin:19", api_name="/live_frame")
-
-
-def inline(picture: Path) -> dict:
-    """A picture as a data URL, no file: how a browser sends a camera frame."""
-    import base64
-
-    return {"path": None, "url": "data:image/png;base64," + base64.b64encode(picture.read_bytes()).decode(), "meta": {"_type": "gradio.FileData"}}
 
 
 def upload(server, name: str, data: bytes) -> httpx.Response:
@@ -286,37 +277,6 @@ def test_a_second_render_while_one_runs_is_refused_and_other_visitors_are_not(se
     assert Path(first.result(timeout=300)[1]).name == "dream.mp4"
     assert Path(theirs.result(timeout=300)[1]).name == "dream.mp4"
     assert len(set(app.outputs.iterdir()) - before) == 2  # the refused one wrote nothing
-
-
-class Page:
-    """A Live tab as a browser runs it: one stream event for its camera, a frame posted to it at a time
-    (inline, as the browser does), each answer read from the event stream."""
-
-    def __init__(self, server) -> None:
-        self.url = server.local_url + "gradio_api/"
-        self.session_hash = uuid.uuid4().hex
-        self.fn_index = next(index for index, fn in server.fns.items() if fn.api_name == "live_frame")
-        self.event_id = None
-        self.messages = None
-
-    def send(self, frame: dict) -> list:
-        """The page's outputs for `frame`: [dream, state, readout]."""
-        body = {"data": [frame, "efficientnet_lite0", "", 1.0, 0, 0.9, "fast", None, "dream", None, "builtin:19"], "fn_index": self.fn_index,
-                "session_hash": self.session_hash}
-        if self.event_id is None:
-            self.event_id = httpx.post(self.url + "queue/join", json=body, timeout=30).json()["event_id"]
-            self._stream = httpx.stream("GET", self.url + f"queue/data?session_hash={self.session_hash}", timeout=120)
-            self.messages = (json.loads(line[6:]) for line in self._stream.__enter__().iter_lines() if line.startswith("data: "))
-        else:
-            httpx.post(self.url + f"stream/{self.event_id}", json={**body, "event_id": self.event_id}, timeout=30).raise_for_status()
-        for message in self.messages:
-            if message.get("msg") in ("process_streaming", "process_completed"):
-                return message["output"]["data"]
-        raise AssertionError("the event stream ended")
-
-    def close(self) -> None:
-        httpx.post(self.url + f"stream/{self.event_id}/close", timeout=30)
-        self._stream.__exit__(None, None, None)
 
 
 def test_live_frames_past_the_rate_are_dropped_before_any_work(server, files, monkeypatch):

@@ -18,7 +18,7 @@ from streamdream.settings import (
     Range,
 )
 
-from ..options import number
+from ..options import number, ray_address
 
 EXAMPLES = """examples:
   streamdream ui                                  # http://127.0.0.1:7860 on this machine
@@ -27,12 +27,19 @@ EXAMPLES = """examples:
   streamdream ui --host 0.0.0.0 --max-live 8      # a room: 8 live seats, the others queue
   streamdream ui --host 0.0.0.0 --auth ann:s3cret # reachable from the network, behind a login
   streamdream ui --host 0.0.0.0 --max-upload-mb 50 --max-video-seconds 20   # tighter limits for a room
+  streamdream ui --host 0.0.0.0 --ray auto        # Live served by one engine replica per GPU of this Ray cluster
+  streamdream ui --ray --replicas 2 --max-live 4  # a local Ray, 2 replicas of 4 seats each
 
 Live webcam, Video and Still tabs. Live streams, renders and stills share one live engine: the
 frames of all live visitors are dreamed together as one batch, the newest camera frame wins and a
 render takes turns with live frames. At start-up the app measures how many live visitors this
 machine serves at a moving frame rate (a few seconds); visitors past that number see their place
 in the queue and start when a seat frees.
+
+With --ray, the Live tab is served by live engine replicas on a Ray cluster (one per GPU, or
+--replicas), each with the seats it measured (or --max-live each); the queue stays one for all.
+Every node needs streamdream installed (pip install 'streamdream[ray]'); a painting uploaded for the
+Live tab must be on storage the nodes share. Still and Video run in the app's own process.
 
 Limits, each refused with one message: uploads over --max-upload-mb; pictures over
 --max-megapixels, measured from their header before anything is decoded; videos over
@@ -82,8 +89,25 @@ def run_ui(args: argparse.Namespace) -> None:
     from streamdream.runtime import configure
 
     configure("auto")  # the app's models pick the same device; this sets up torch for it once
-    demo = build_app(workdir, max_live=args.max_live, max_pixels=round(args.max_megapixels * 1_000_000), max_video_seconds=args.max_video_seconds)
-    launch(args.host, args.port, args.share, demo=demo, auth=args.auth, max_upload_mb=args.max_upload_mb)
+    replicas = live_replicas(args)
+    try:
+        demo = build_app(workdir, max_live=args.max_live, max_pixels=round(args.max_megapixels * 1_000_000), max_video_seconds=args.max_video_seconds,
+                         replicas=replicas)
+        launch(args.host, args.port, args.share, demo=demo, auth=args.auth, max_upload_mb=args.max_upload_mb)
+    finally:
+        if replicas is not None:
+            replicas.close()
+
+
+def live_replicas(args: argparse.Namespace):
+    """--ray's live engine replicas, ready to serve (None without --ray); one line when they cannot start."""
+    if args.ray_cluster is None:
+        if args.replicas is not None:
+            raise StreamdreamError("--replicas applies to --ray only")
+        return None
+    from streamdream.distributed.live_replicas import start_replicas
+
+    return start_replicas(args.ray_cluster, args.replicas, capacity=args.max_live)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -94,7 +118,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     parser.add_argument("--auth", type=login, metavar="USER:PASS", help="ask every visitor for this login (Gradio's); say it whenever the app is reachable from other machines")
     parser.add_argument("--max-live", type=number(int, Range(low=1)), metavar="N",
-                        help="live seats: visitors dreamed at once, the others queue (default: measured at start-up)")
+                        help="live seats: visitors dreamed at once, the others queue (default: measured at start-up); with --ray, each replica's")
+    # dest: not `ray`, which the CLI takes for the renders' --ray (`options.check_ray_options`)
+    parser.add_argument("--ray", dest="ray_cluster", nargs="?", const="local", type=ray_address, metavar="ADDRESS",
+                        help="serve the Live tab from live engine replicas on Ray: a local Ray without ADDRESS; auto or HOST:PORT joins a running cluster (needs streamdream[ray] on every node)")
+    parser.add_argument("--replicas", type=number(int, Range(1, 100_000)), metavar="N",
+                        help="with --ray: live engine replicas (default: one per GPU, or one per machine without GPUs)")
     parser.add_argument("--max-upload-mb", type=number(int, Range(low=1)), default=UI_MAX_UPLOAD_MB, metavar="N",
                         help="refuse uploads over N MiB (default %(default)s)")
     parser.add_argument("--max-megapixels", type=number(float, Range(above=0, high=MAX_PIXELS / 1_000_000)), default=UI_MAX_PIXELS / 1_000_000,

@@ -4,6 +4,9 @@ A long video is planned into segments at key frames (`segments`), rendered by Ra
 load the model once and run the serial `process_video` on a span with warm-up frames
 (`ray_render`), cross-faded at the seams and joined by stream copy with the source's audio (`join`). Many clips are one task
 each. `ray` itself is imported only when a render starts.
+
+Live visitors past one machine (`live_replicas`, imported from there: it builds models): live
+engine replicas as Ray actors behind the web app's seats, `start_replicas`.
 """
 
 from .join import cross_fade, join_segments

@@ -278,10 +278,10 @@ class _Cluster:
         self.progress = None
 
 
-def _connect(ray, address: str | None) -> bool:
+def connect(ray, address: str | None) -> bool:
     """Join the cluster at `address` ("auto": the one this machine belongs to) or start a local one; True if this call did."""
     if address not in (None, "auto", "local"):  # named, so it must answer, even where a Ray runs in this process
-        _check_answers(address)
+        check_answers(address)
     if ray.is_initialized():  # the caller's own Ray (a test, a notebook): use it as it is
         return False
     try:
@@ -291,7 +291,7 @@ def _connect(ray, address: str | None) -> bool:
     return True
 
 
-def _check_answers(address: str) -> None:
+def check_answers(address: str) -> None:
     """Refuse at once an ADDRESS (HOST:PORT or ray://HOST:PORT) where nothing accepts a connection.
 
     `ray.init` would retry for minutes, printing a warning every few seconds, before it gives up.
@@ -330,7 +330,7 @@ def _markers(folders: Sequence[Path]) -> dict[str, str]:
 def _on_cluster(cluster: ClusterOptions, mode_factory: ModeFactory, job: Callable[[_Cluster], JobReport]) -> JobReport:
     """Connect (or start Ray), make the actors, run `job`, and leave the cluster as it was found."""
     ray = import_ray()
-    started = _connect(ray, cluster.address)
+    started = connect(ray, cluster.address)
     try:
         pool = _Cluster(ray, mode_factory, cluster)
         try:
