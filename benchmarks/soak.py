@@ -44,8 +44,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import multiprocessing
 import itertools
+import multiprocessing
 import os
 import re
 import sys
