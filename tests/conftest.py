@@ -54,6 +54,17 @@ def coffee_odd() -> np.ndarray:
     return small(skimage.data.coffee(), 101, 67)
 
 
+@pytest.fixture(scope="module")
+def ray_local(request):
+    """One local Ray for the test module that asks (starting one costs seconds). Its workers are sent
+    the module's own classes by value (the stand-in modes), so they need not import `tests/`."""
+    ray = pytest.importorskip("ray")
+    ray.cloudpickle.register_pickle_by_value(request.module)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `cuda` (`pytest -m cuda` selects them) skip cleanly where there is no GPU."""
     if torch.cuda.is_available():

@@ -35,16 +35,6 @@ ONE_WORKER = ClusterOptions(workers=1)
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    """One local Ray for the module: starting one costs seconds."""
-    ray = pytest.importorskip("ray")
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers get `Marked` without importing tests/
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("ray")
     chord = make_clip("pan", folder / "chord.mp4", (32, 32), fps=30, seconds=FRAMES / 30)

@@ -30,16 +30,6 @@ SETTINGS = TemporalSettings(flow="none", hold=0.0)  # carried in place, never he
 LEVELS = (20, 60, 100, 140)  # the visitors' first levels
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """One local Ray for the module: starting one costs seconds."""
-    ray = pytest.importorskip("ray")
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # replicas get `Counting` without importing tests/
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield ray
-    ray.shutdown()
-
-
 class Counting(FrameMode):
     """A stand-in mode: the first frame grey at `level`, each later one a level above the frame it carries."""
 
