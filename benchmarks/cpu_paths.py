@@ -10,7 +10,8 @@ after a warm-up, all in one run, so the rows compare. Also measured:
 - `chosen`: what `create_model` picks on this machine (`streamdream.models.layout`);
 - with --compile, `torch.compile` (inductor) of the model: its compile time and step time;
 - with --targets, the laptop path's figures as a user meets them (issue #24), each beside its target:
-  live dreaming at 320x240 (`benchmarks/live.py`), four live sessions at 160x120, and `streamdream dream`
+  live dreaming at 320x240 (`benchmarks/live.py`), four live sessions at 160x120, live style by the
+  default method and built-in style at 320x240 (the issue's "style: its own figures"), and `streamdream dream`
   on the 512 px astronaut end to end (a new process each time, after one warm-up run that fills the file
   cache), with the same command on a 16 px picture for what start-up alone costs.
 
@@ -41,6 +42,7 @@ import torch  # noqa: E402
 
 from streamdream.models import create_model, layout  # noqa: E402
 from streamdream.runtime import on_own_thread  # noqa: E402
+from streamdream.settings import DEFAULT_BUILTIN_STYLE, STYLE_METHOD  # noqa: E402
 
 LAYER = "blocks.4"
 # Issue #24's targets on a 2-core laptop-class CPU.
@@ -124,6 +126,7 @@ def targets(frames: int, runs: int) -> dict:
 
     single = live.run(device="cpu", resolution="320x240", frames=frames)
     several = live.run(device="cpu", resolution="160x120", frames=frames, sessions=4)
+    style = live.run(device="cpu", resolution="320x240", frames=frames, style=DEFAULT_BUILTIN_STYLE, method=STYLE_METHOD)
     with tempfile.TemporaryDirectory() as folder:
         photo, tiny = Path(folder) / "astronaut.png", Path(folder) / "tiny.png"
         Image.fromarray(skimage.data.astronaut()).save(photo)  # 512 x 512
@@ -133,6 +136,7 @@ def targets(frames: int, runs: int) -> dict:
         "live_320x240": {"fps": round(single["fps"], 1), "p95_ms": round(single["latency_p95_ms"], 1),
                          "flow_ms": round(single["flow_ms"], 1), "optimize_ms": round(single["optimize_ms"], 1)},
         "sessions_4_160x120": {"fps_each": round(min(several["per_session_fps"]), 1), "p95_ms": round(max(several["latency_p95_ms"]), 1)},
+        f"live_style_{STYLE_METHOD}_320x240": {"fps": round(style["fps"], 1), "p95_ms": round(style["latency_p95_ms"], 1)},
         "still_512_s": still,
         "startup_16px_s": start,
     }
