@@ -20,7 +20,11 @@ A thin front end over the library. Design points:
 * Live visitors past one machine (`streamdream ui --ray`): the room's engine is a router over live
   engine replicas on Ray (`streamdream.distributed.live_replicas`); the seats and the queue stay
   here, global, each visitor's frames go to the replica holding its warm state, and a visitor
-  whose replica died starts afresh on another with one line in the readout saying so.
+  whose replica died starts afresh on another with one line in the readout saying so. The Still
+  and Video tabs' model work goes to the replica with the most free seats too (the mode as a
+  recipe, `ui_modes.still_recipe` / `video_recipe`, the picture or the video's bytes by value, the
+  result back into this app's output folder; the status line names the replica). The image tools
+  (saliency, fooling, class visualization, inversion) stay on the app's engine.
 * Per-session state. Every browser session gets its own live session (warm state of its stream),
   the room's for its seat and held in a `gr.State` too, which closes it when the browser session
   ends or its stream sits idle (`UI_LIVE_IDLE_S`) even if nobody comes to free its seat; outputs are
@@ -101,12 +105,12 @@ from .ui_modes import (
     TOOLS,
     available_models,
     device,
-    frame_mode,
     layers,
     mode_view,
+    still_recipe,
     stream_settings,
     strength_slider,
-    video_mode,
+    video_recipe,
 )
 from .ui_styles import (
     CSS as STYLES_CSS,
@@ -202,7 +206,8 @@ RENDER_BUSY = "your other video is still rendering: wait for it, or cancel it, b
 class App:
     """The app's folders and limits (one per `build_app`), and its live room: seats in front of the app's
     engine, or in front of engine replicas on Ray (`replicas`, `streamdream.distributed.live_replicas`),
-    which then serve the Live tab while the Still and Video tabs stay on the app's engine."""
+    which then serve the Live tab and make the Still and Video tabs' dreams and paintings (the image
+    tools stay on the app's engine)."""
 
     def __init__(self, workdir: str | os.PathLike | None = None, *, max_video_seconds: float = UI_MAX_VIDEO_SECONDS,
                  max_pixels: int = UI_MAX_PIXELS, live_fps: float = UI_LIVE_MAX_FPS, live_time_limit: int = UI_LIVE_TIME_LIMIT,
@@ -421,20 +426,23 @@ def dream_still(path, model, objective, strength, octaves, iterations, max_side,
             gr.Info(note)
     elif kind != "classviz":
         raise gr.Error("upload a picture first")
-    started = time.perf_counter()
+    started, where = time.perf_counter(), None
     if kind in TOOLS:
         out, about = app.engine.run(image_tool, kind, rgb, model, objective, class_index, int(seed))
         note = f"{note} · {about}"
     else:
         with shown_as_error(style_path):
-            mode = frame_mode(kind, model, objective, strength, chosen_style(style_path, builtin), int(octaves), int(iterations), method)
-        out = app.engine.run(mode.still, rgb, int(seed))
+            recipe = still_recipe(kind, model, objective, strength, chosen_style(style_path, builtin), octaves, iterations, method)
+            if app.replicas is None:
+                out = app.engine.run(recipe().still, rgb, int(seed))
+            else:  # built and made on a replica, whose errors come back here
+                out, where = app.replicas.still(recipe, rgb, int(seed))
     rgb = out if rgb is None else rgb
     folder = app.output_folder()
     before, after = folder / "before.png", folder / f"{kind}.png"
     save_image(before, rgb)
     save_image(after, out)
-    return (str(before), str(after)), str(after), f"{note} · {time.perf_counter() - started:.1f} s"
+    return (str(before), str(after)), str(after), f"{note} · {time.perf_counter() - started:.1f} s" + (f" on {where}" if where else "")
 
 
 # ---------------------------------------------------------------- video
@@ -478,7 +486,8 @@ def dream_video(path, model, objective, strength, carry, iterations, preset_name
         notes.append(f"downscaled from {info.width}x{info.height} to {fitted.width}x{fitted.height}")
         gr.Info(notes[-1])
     with shown_as_error(style_path):
-        mode = app.engine.serialized(video_mode(kind, model, objective, strength, chosen_style(style_path, builtin), method))  # first frame: as the CLI
+        recipe = video_recipe(kind, model, objective, strength, chosen_style(style_path, builtin), method)  # first frame: as the CLI
+        mode = app.engine.serialized(recipe()) if app.replicas is None else None  # else built on the replica that renders
         settings = stream_settings(preset_name, carry, iterations)
     cancel = app.cancel_event(request)
     cancel.clear()
@@ -495,14 +504,17 @@ def dream_video(path, model, objective, strength, carry, iterations, preset_name
 
     try:
         options = RenderOptions(settings, max_side=int(max_side), preset="veryfast")
-        report = process_video(path, dst, mode, options, on_frame=on_frame)
+        if app.replicas is None:
+            report, where = process_video(path, dst, mode, options, on_frame=on_frame), None
+        else:
+            report, where = app.replicas.render(recipe, path, dst, options, on_frame)
     except Cancelled:
         shutil.rmtree(dst.parent, ignore_errors=True)
         raise gr.Error("render cancelled", print_exception=False) from None
     except StreamdreamError as exc:
         shutil.rmtree(dst.parent, ignore_errors=True)
         raise gr.Error(named(str(exc), path, style_path)) from None
-    notes.append(f"{report.frames} frames in {report.seconds:.1f} s ({report.fps:.1f} fps)")
+    notes.append(f"{report.frames} frames in {report.seconds:.1f} s ({report.fps:.1f} fps)" + (f" on {where}" if where else ""))
     return str(dst), str(dst), " · ".join(notes)
 
 
@@ -568,9 +580,10 @@ def validator(inputs: list[gr.components.Component], checks: dict[gr.components.
 def build_app(workdir: str | os.PathLike | None = None, *, max_video_seconds: float = UI_MAX_VIDEO_SECONDS, max_pixels: int = UI_MAX_PIXELS,
               live_fps: float = UI_LIVE_MAX_FPS, live_time_limit: int = UI_LIVE_TIME_LIMIT, max_live: int | None = None,
               engine: LiveEngine | None = None, replicas: LiveReplicas | None = None) -> gr.Blocks:
-    """The app; its tabs run on `engine` (default: the process's shared live engine), the Live tab on
-    `replicas` when given (live engine replicas on Ray, with their own seats). `max_live`: live
-    seats (default: as many as this machine serves at a moving frame rate, measured now). The limits
+    """The app; its tabs run on `engine` (default: the process's shared live engine), or on
+    `replicas` when given (live engine replicas on Ray, with their own seats; the Still tab's image
+    tools stay on `engine`). `max_live`: live seats (default: as many as this machine serves at a
+    moving frame rate, measured now). The limits
     (`App`): videos up to `max_video_seconds`, pictures up to `max_pixels`, `live_fps` live frames a
     second from each visitor."""
     app = App(workdir, max_video_seconds=max_video_seconds, max_pixels=max_pixels, live_fps=live_fps, live_time_limit=live_time_limit,

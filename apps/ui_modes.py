@@ -5,6 +5,8 @@
   The modes themselves are built in `streamdream.looks` (`frame_mode`), for every tab.
 * Video: the first frame (and every cut) gets the full still treatment the CLI gives it, the mode's
   default octaves and iterations (`streamdream dream` / `streamdream style` on a video).
+* Video and Still hand their mode along as a recipe (`video_recipe`, `still_recipe`: a picklable call
+  that builds it), built where the work runs: in this process, or on a Ray replica (`ui --ray`).
 * Still: the tab's own octave and iteration sliders (the optimizer's pyramid: dreams and the
   "optimize" style method).
 * Video and Still paint a style by the method the tab says (`settings.STYLE_METHODS`, through
@@ -27,7 +29,7 @@ import functools
 import gradio as gr
 import torch
 
-from streamdream.looks import frame_mode, still_defaults
+from streamdream.looks import Recipe, frame_mode, still_defaults
 from streamdream.models import create_model, list_models
 from streamdream.runtime import resolve_device
 from streamdream.settings import (
@@ -63,8 +65,16 @@ def device() -> torch.device:
     return resolve_device("auto")
 
 
-def video_mode(kind: str, model: str, objective: str, strength: float, style: str | None, method: str = STYLE_METHOD):
-    return frame_mode(kind, model, objective, strength, style, *still_defaults(kind), method=method)
+def video_recipe(kind: str, model: str, objective: str, strength: float, style: str | None, method: str = STYLE_METHOD) -> Recipe:
+    """The Video tab's mode as a picklable call that builds it (`functools.partial` of `frame_mode`), so
+    it is built where the render runs: in this process, or on a Ray replica (`LiveReplicas.render`)."""
+    return functools.partial(frame_mode, kind, model, objective, strength, style, *still_defaults(kind), method=method)
+
+
+def still_recipe(kind: str, model: str, objective: str, strength: float, style: str | None, octaves: int, iterations: int,
+                 method: str = STYLE_METHOD) -> Recipe:
+    """The Still tab's mode, as `video_recipe` gives the Video tab's (`LiveReplicas.still`)."""
+    return functools.partial(frame_mode, kind, model, objective, strength, style, int(octaves), int(iterations), method=method)
 
 
 def stream_settings(preset_name: str, carry: float, iterations: int) -> TemporalSettings:

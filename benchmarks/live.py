@@ -14,7 +14,9 @@ browser's stream does): once on this process's engine, once on `--replicas` live
 Ray (`streamdream.distributed.live_replicas`; a local Ray without ADDRESS), so the two sets of
 figures compare. `hop` is what the trip to a replica adds to a frame's latency (the round trip
 less the replica's own latency). With `--kill-one`, the same visitors then go on while one replica
-is killed halfway through: each visitor's longest time without a frame from then on is reported.
+is killed halfway through: each visitor's longest time without a frame from then on is reported,
+the moved visitors' and the others' apart, beside the others' usual time between frames (the median,
+before the kill and after it, when their replica serves the moved visitors too).
 
     python benchmarks/live.py --device cpu --resolution 320x240 --frames 60
     python benchmarks/live.py --device cuda --resolution 1280x720 --frames 300 --preset balanced
@@ -29,7 +31,6 @@ is killed halfway through: each visitor's longest time without a frame from then
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import itertools
 import os
@@ -142,27 +143,27 @@ def visitor_looks(count: int) -> list[Look]:
 def visit(room: LiveRoom, mode_of: Callable[[Look], object], looks: list[Look], settings: TemporalSettings, clips: list[list[np.ndarray]],
           frames: int, deadline: float | None, midway: Callable[[], None] | None = None) -> list[Results]:
     """Each visitor's camera through `room`, in a loop of its own (its next frame when the last came
-    back), until each has `frames` results after its first; `midway()` runs once every visitor has
-    half of them. The stage-timings slot of each result holds its `hop_ms` (0 in this process)."""
+    back), until each has `frames` results after its first; `midway()` runs once, as soon as one
+    visitor has half of them and every visitor streams (has a result after its first), on the thread
+    of that visitor, while the others stream on: all of them are still streaming then, and none is
+    held back (at a barrier, the faster visitors would go without frames for the wait, and every
+    gap from then on would look like the slowest visitor's). The stage-timings slot of each result holds
+    its `hop_ms` (0 in this process)."""
     results: list[Results] = [[] for _ in looks]
-    half = threading.Barrier(len(looks), action=midway)
+    halfway = threading.Lock()  # taken, for good, by the visitor that runs `midway`
 
     def made(open_session, look: Look, image: np.ndarray) -> tuple[LiveResult, float]:
         session = open_session(mode_of(look), settings, look.stream)
         return session.wait(session.submit(image)), session.hop_ms if isinstance(session, RemoteSession) else 0.0
 
     def visitor(i: int) -> None:
-        try:
-            index = 0
-            while len(results[i]) <= frames and (deadline is None or time.perf_counter() < deadline):
-                result, hop_ms = room.serve(f"visitor {i}", functools.partial(made, look=looks[i], image=camera_frame(clips[i], index)))
-                index += 1
-                results[i].append((result, {"hop_ms": hop_ms}, time.perf_counter()))
-                if len(results[i]) == frames // 2 + 1 and midway is not None:
-                    with contextlib.suppress(threading.BrokenBarrierError):  # a visitor stopped early (the deadline)
-                        half.wait()
-        finally:
-            half.abort()  # passed already, or the others must not wait for this visitor
+        index = 0
+        while len(results[i]) <= frames and (deadline is None or time.perf_counter() < deadline):
+            result, hop_ms = room.serve(f"visitor {i}", functools.partial(made, look=looks[i], image=camera_frame(clips[i], index)))
+            index += 1
+            results[i].append((result, {"hop_ms": hop_ms}, time.perf_counter()))
+            if midway is not None and len(results[i]) > frames // 2 and all(len(r) > 1 for r in results) and halfway.acquire(blocking=False):
+                midway()
 
     threads = [threading.Thread(target=visitor, args=(i,)) for i in range(len(looks))]
     for thread in threads:
@@ -198,6 +199,16 @@ def longest_gap_s(results: Results, since: float) -> float:
     after = [t for t in times if t >= since]
     stamps = before[-1:] + after
     return max((b - a for a, b in itertools.pairwise(stamps)), default=0.0)
+
+
+def median_gap_s(results: list[Results], since: float, after: bool) -> float:
+    """The visitors' usual time between frames (the median gap) before `since`, or from their last frame before it on."""
+    gaps = []
+    for visitor in results:
+        times = [t for _, _, t in visitor]
+        first = max((i for i, t in enumerate(times) if t < since), default=0)
+        gaps += list(np.diff(times[first:] if after else times[: first + 1]))
+    return float(np.median(gaps)) if gaps else 0.0
 
 
 def run_on_ray(device: str, resolution: str, frames: int, preset_name: str, sessions: int, address: str, replicas: int, kill_one: bool,
@@ -241,6 +252,8 @@ def run_on_ray(device: str, resolution: str, frames: int, preset_name: str, sess
                 "moved": killed["visitors"],
                 "longest_gap_s_moved": {key: gaps[key] for key in killed["visitors"]},
                 "longest_gap_s_others": {key: gap for key, gap in gaps.items() if key not in killed["visitors"]},
+                "median_gap_s_others": {when: median_gap_s([r for i, r in enumerate(faulty) if f"visitor {i}" not in killed["visitors"]],
+                                                           killed["at"], after=when == "after") for when in ("before", "after")},
                 "target_s": 2.0,
             }
         report["load_average_after"] = os.getloadavg()

@@ -132,6 +132,12 @@ class Carry:
         self._hold.still(mode, serial)
         return mode.plan_first_frame(image, generator)
 
+    def asks_still_effect(self, mode: FrameMode, settings: TemporalSettings, previous: Previous | None) -> bool:
+        """Whether a frame carried from `previous` through `mode` will ask it for its still effect
+        (`FrameMode.still_effect`, in `EffectHold`): a stream that grew its dream from the frame, or
+        whose mode changed, on its next carried frame (unless the flow says it is a cut)."""
+        return previous is not None and not settings.independent and self._hold.wants_mark(mode, settings, previous.serial)
+
     def _motion(self, mode: FrameMode, image: torch.Tensor, settings: TemporalSettings, previous: Previous,
                 flows: FramePairFlows | None) -> Motion | None:
         """The motion to carry `previous` along, or None when the frame is a cut (counted).
@@ -184,6 +190,10 @@ class EffectHold:
         """The stream grows a dream from nothing: hold it at its mode's still effect."""
         self.mark, self._mode, self._still = None, None, None
 
+    def wants_mark(self, mode: FrameMode, settings: TemporalSettings, previous_serial: int) -> bool:
+        """Whether a frame carried from frame `previous_serial` through `mode` asks `mode` for the mark."""
+        return bool(settings.hold) and previous_serial != self._still and mode is not self._mode
+
     def __call__(self, motion: Motion, mode: FrameMode, previous: Previous, settings: TemporalSettings) -> Motion:
         """`motion` (carrying `previous`, made by `mode`) with its trust scaled toward the mark."""
         if not settings.hold:
@@ -191,7 +201,7 @@ class EffectHold:
         effect = float((previous.output - previous.input).abs().mean())
         if previous.serial == self._still:
             self.mark, self._still = effect, None
-        elif mode is not self._mode:
+        elif self.wants_mark(mode, settings, previous.serial):
             self.mark, self._mode = mode.still_effect(previous.input), mode
         if self.mark is None or effect == 0.0:
             return motion

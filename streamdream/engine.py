@@ -9,6 +9,13 @@ parallel, frames of sessions with the same model, working size and step settings
 every optimizer step, the others one after another. Every session with a pending frame gets one
 result per round, so no session starves and equal sessions run at equal rates.
 
+A stream held at its mode's still effect (`carry.EffectHold`: the live preset on a CPU grows its dream
+from the frame; any stream whose mode changed) asks the mode for it on its next carried frame, and a
+`Dreamer` measures it by dreaming a thumbnail: 0.6 s on the 2-core Xeon at 160x120, during which the
+round, and every other visitor's frame, waited. So the engine has it measured on a thread of its own
+as soon as a stream will ask (`_measure_effect`), and that stream's frames sit out the rounds until it
+is known; the others' go on.
+
 Model work of other kinds (a still, a video render) runs under the same lock through `run(fn)`
 (on a thread of its own, which ends with it), a mode wrapped by `serialized(mode)` (on the render's
 own threads) or `exclusive()`; the lock is granted in arrival order, so a render and a live stream
@@ -25,7 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -34,9 +41,10 @@ import numpy as np
 import torch
 
 from .carry import FrameMode
+from .convert import to_tensor
 from .errors import StreamdreamError, is_out_of_memory
 from .io.images import resize_max_side
-from .scheduler import Work, tick
+from .scheduler import Work, tick, to_bucket
 from .runtime import on_own_thread, release_memory
 from .session import StreamSession
 from .settings import LIVE_OOM_MIN_SIDE, LIVE_OOM_SHRINK, TemporalSettings
@@ -163,6 +171,7 @@ class LiveSession:
         self._pending: tuple[np.ndarray, int, float] | None = None  # image, frame number, submit time
         self._changes: dict[str, Any] = {}  # "mode", "settings", "reset": applied on the engine's thread
         self._busy = False  # the engine is processing one of its frames
+        self._effect: tuple[FrameMode, Future] | None = None  # its mode's still effect, being measured beside the rounds
         self._stamps: deque[float] = deque(maxlen=10)  # when its last results were ready
 
     @property
@@ -237,6 +246,10 @@ class LiveSession:
             raise self.error
         if self.closed:
             raise StreamdreamError("the live session is closed")
+
+    def _ready(self) -> bool:  # under the engine's condition
+        """Whether its stream does not wait for a still effect being measured (`LiveEngine._measure_effect`)."""
+        return self._effect is None or self._effect[1].done()
 
     def __enter__(self) -> LiveSession:
         return self
@@ -346,12 +359,12 @@ class LiveEngine:
         served longest ago.
         """
         with self._cond:
-            self._cond.wait_for(lambda: self._stopping or any(s._pending is not None for s in self._sessions))
+            self._cond.wait_for(lambda: self._stopping or any(s._pending is not None and s._ready() for s in self._sessions))
             if self._stopping:
                 return []
             jobs = []
             for session in self._sessions:
-                if session._pending is not None:
+                if session._pending is not None and session._ready():
                     image, frame, submitted = session._pending
                     jobs.append(_Job(session, image, frame, submitted, session._changes))
                     session._pending, session._changes, session._busy = None, {}, True
@@ -371,8 +384,9 @@ class LiveEngine:
                         self._forget(session)
 
     def _serve(self, jobs: list[_Job], pool: ThreadPoolExecutor) -> None:
-        """One round: the jobs' queued changes applied, then one scheduler tick under the compute lock."""
-        jobs = [job for job in jobs if self._apply(job)]
+        """One round: the jobs' queued changes applied, then one scheduler tick under the compute lock
+        for those whose streams do not wait for a still effect (the others' frames wait for a later one)."""
+        jobs = [job for job in jobs if self._apply(job) and not self._waits_for_effect(job)]
         if not jobs:
             return
         frames = [(job.session.stream, _fit(job.image, job.session.working_side)) for job in jobs]
@@ -382,6 +396,46 @@ class LiveEngine:
             self.batched += done.frames
         for job, result in zip(jobs, done.results):
             self._finish(job, result)
+            if job.session.error is None and not job.session.closed:
+                self._measure_effect(job.session, job.image)  # ahead of its next frame, which will ask
+
+    def _measure_effect(self, session: LiveSession, image: np.ndarray) -> Future | None:
+        """The measurement of the still effect the session's next carried frame asks its mode for,
+        started if need be (None: it asks for none), on `image` as a round sees it (fitted, padded to
+        its bucket), so a `Dreamer` keeps it for that size and the round finds it. It runs on a thread
+        of its own; on a CUDA device under the compute lock, since eager work beside a round that
+        captures a CUDA graph would break the capture."""
+        stream = session.stream
+        if not stream.asks_still_effect():
+            return None
+        mode = stream.mode
+        if session._effect is None or session._effect[0] is not mode:
+            tensor = to_tensor(to_bucket(_fit(image, session.working_side)), mode.device)
+            lock = self._lock if torch.device(mode.device).type == "cuda" else contextlib.nullcontext()
+            session._effect = (mode, _measured(mode, tensor, lock, self._wake))
+        return session._effect[1]
+
+    def _waits_for_effect(self, job: _Job) -> bool:
+        """Whether the job's stream waits for its mode's still effect (`_measure_effect`): then its frame
+        goes back to wait for a round after the measurement is done (or has failed: the round then asks
+        again, and the session fails with the error)."""
+        session = job.session
+        effect = self._measure_effect(session, job.image)
+        if effect is None or effect.done():
+            session._effect = None
+            return False
+        with self._cond:
+            if session._pending is None:
+                session._pending = (job.image, job.frame, job.submitted)
+            else:  # a newer frame came meanwhile: this one is stale
+                session.dropped += 1
+            session._busy = False
+            self._cond.notify_all()
+        return True
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
 
     def _apply(self, job: _Job) -> bool:
         """Apply the session's queued changes to its stream; False when the job is not to run (closed, failed)."""
@@ -479,6 +533,23 @@ class _Serialized(FrameMode):
     def _locked(self, work: Work) -> torch.Tensor:
         with self._lock:
             return work.run()
+
+
+def _measured(mode: FrameMode, image: torch.Tensor, lock: contextlib.AbstractContextManager, done: Callable[[], None]) -> Future:
+    """`mode.still_effect(image)` under `lock`, on a thread of its own that ends with it (the OpenMP
+    team it starts ends too: `runtime.on_own_thread`); `done` is called when it is."""
+    future: Future = Future()
+
+    def measure() -> None:
+        try:
+            with lock:
+                future.set_result(mode.still_effect(image))
+        except BaseException as error:  # noqa: BLE001 - kept in the Future; the round asks again and fails the session
+            future.set_exception(error)
+        done()
+
+    threading.Thread(target=measure, name="streamdream-effect", daemon=True).start()
+    return future
 
 
 def _fit(rgb: np.ndarray, side: int | None) -> np.ndarray:

@@ -18,6 +18,7 @@ here too, so a look means the same mode wherever it is built.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .admission import Probe, probe_capacity
@@ -40,6 +41,10 @@ from .settings import (
 )
 from .style import Stylizer
 from .style_net import NetStylizer, create_stylizer
+
+Recipe = Callable[[], FrameMode]
+"""A mode as a picklable call that builds it (a `functools.partial` of `frame_mode`): the web app's Still
+and Video tabs hand it to where their work runs, this process or a Ray replica, which builds it there."""
 
 
 @functools.lru_cache(maxsize=16)

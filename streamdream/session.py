@@ -105,6 +105,12 @@ class StreamSession:
         """Frames started afresh because their flow said they were scene cuts."""
         return self._carry.cuts
 
+    def asks_still_effect(self) -> bool:
+        """Whether the stream's next carried frame will ask its mode for the effect of its still
+        (`carry.EffectHold`), which a `Dreamer` measures by dreaming a thumbnail: the live engine has it
+        measured beside its rounds, so that nobody else's frame waits for it (`LiveEngine`)."""
+        return self._carry.asks_still_effect(self.mode, self.settings, self._previous)
+
     def reset(self) -> None:
         """The next frame starts afresh, like a first frame."""
         self._last_input = None

@@ -277,3 +277,75 @@ def test_a_batch_out_of_memory_costs_only_its_own_streams_a_frame(engine, model,
     assert shapes == [[(64, 96, 3)] * 2, [(64, 96, 3)] * 2, [(32, 48, 3)] * 3]
     assert [live.working_side for live in streams] == [int(96 * LIVE_OOM_SHRINK)] * 2 + [None]
     assert all(live.error is None for live in streams)
+
+
+HELD = TemporalSettings(flow="none", fresh_start="frame")  # grown from the frame and held: its second frame asks for the still effect
+
+
+class Measured(FrameMode):
+    """A pass-through mode whose still effect (what a held stream asks for on its first carried frame)
+    is known once the test sets `known`; with `fails`, measuring it raises instead."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, *, known: bool = False, fails: bool = False) -> None:
+        self.known, self.asked, self.fails = threading.Event(), threading.Event(), fails
+        if known:
+            self.known.set()
+
+    def first_frame(self, image, generator):
+        return image
+
+    def next_frame(self, image, previous_input, previous_output, motion, settings, generator):
+        return image
+
+    def still_effect(self, image):
+        self.asked.set()
+        assert self.known.wait(timeout=30), "the test never let the effect be known"
+        if self.fails:
+            raise StreamdreamError("the still could not be measured")
+        return 0.1
+
+
+def test_a_newcomer_s_still_effect_is_measured_beside_the_rounds_and_holds_up_nobody_else(engine):
+    """A held stream asks its mode for the effect of its still from its second frame on; a `Dreamer`
+    dreams a thumbnail for it (0.6 s on a 2-core CPU), which inside a round held every visitor up.
+    Here it is known only when the test says so: meanwhile the newcomer's second frame waits and the
+    settled visitor's frames keep coming."""
+    settled, newcomer = Measured(known=True), Measured()
+    old, new = engine.open(settled, HELD), engine.open(newcomer, HELD)
+    assert [old.wait(old.submit(frame(v)), timeout=30).image[0, 0, 0] for v in (1, 2)] == [1, 2]
+    assert new.wait(new.submit(frame(50)), timeout=30).image[0, 0, 0] == 50  # a first frame asks for no effect
+    second = new.submit(frame(51))
+    assert newcomer.asked.wait(timeout=30)
+    assert [old.wait(old.submit(frame(v)), timeout=30).image[0, 0, 0] for v in (3, 4, 5)] == [3, 4, 5]
+    assert new.processed == 1
+    newcomer.known.set()
+    assert new.wait(second, timeout=30).image[0, 0, 0] == 51
+
+
+def test_a_still_effect_that_cannot_be_measured_fails_its_session_alone(engine):
+    broken = Measured(fails=True)
+    broken.known.set()
+    other, failing = engine.open(Measured(known=True), HELD), engine.open(broken, HELD)
+    failing.wait(failing.submit(frame(9)), timeout=30)
+    with pytest.raises(StreamdreamError, match="could not be measured"):
+        failing.wait(failing.submit(frame(10)), timeout=30)
+    assert failing.closed and other.wait(other.submit(frame(7)), timeout=30).image[0, 0, 0] == 7
+
+
+def test_a_stream_whose_mode_changes_waits_for_the_new_still_effect_alone(engine):
+    """A visitor moves the strength slider: a new mode, whose still effect their carried stream is held
+    at from the next frame; it is measured beside the rounds while the other visitor goes on."""
+    first, moved = Measured(known=True), Measured()
+    other, changing = engine.open(Measured(known=True), HELD), engine.open(first, HELD)
+    for value in (1, 2):
+        changing.wait(changing.submit(frame(value)), timeout=30)
+        other.wait(other.submit(frame(100 + value)), timeout=30)
+    changing.mode = moved
+    waiting = changing.submit(frame(3))
+    assert moved.asked.wait(timeout=30)
+    assert [other.wait(other.submit(frame(v)), timeout=30).image[0, 0, 0] for v in (103, 104)] == [103, 104]
+    assert changing.processed == 2
+    moved.known.set()
+    assert changing.wait(waiting, timeout=30).image[0, 0, 0] == 3 and changing.processed == 3

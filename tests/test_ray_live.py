@@ -1,23 +1,30 @@
-"""Live engine replicas on Ray behind one set of seats: affinity, one queue, a replica that dies, bad input.
+"""Live engine replicas on Ray behind one set of seats: affinity, one queue, a replica that dies, the Still and Video tabs, bad input.
 
 Two CPU replicas on one local Ray (`ray.init(num_cpus=2)`), with their seats given (no probe). Their
 mode is a stand-in (`Counting`) that makes a stream's history visible: its first frame is grey at
 the level its look's objective names, and every later frame one level brighter than the frame it
 carries. A result's level says which warm state made it: the visitor's own (the level goes on
 rising), a fresh one (back to the visitor's level), or another visitor's (another level). Frames
-are 64x48 and carried in place (no flow), so nothing but the warm state moves a level.
+are 64x48 and carried in place (no flow), so nothing but the warm state moves a level. Two more
+stand-ins wait for a file the test writes: `Measuring`'s still effect (what a held stream asks for)
+and `Stalling`'s frames after the first (a render that cannot end by itself).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import sys
+import time
 from collections import Counter
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from streamdream.admission import Queued
 from streamdream.carry import FrameMode
@@ -27,6 +34,8 @@ from streamdream.settings import TemporalSettings
 
 FRAME = np.full((48, 64, 3), 128, np.uint8)
 SETTINGS = TemporalSettings(flow="none", hold=0.0)  # carried in place, never held: a level only rises
+# Grown from the frame (its first result is the frame one level up) and held: from its second frame on, a stream asks for its mode's still effect.
+HELD = TemporalSettings(flow="none", fresh_start="frame")
 LEVELS = (20, 60, 100, 140)  # the visitors' first levels
 
 
@@ -45,12 +54,41 @@ class Counting(FrameMode):
         return previous_output + 1 / 255
 
 
+class Measuring(Counting):
+    """A `Counting` whose still effect (what a held stream asks for) is measured only once the file `done` exists."""
+
+    def __init__(self, level: int, done: str) -> None:
+        super().__init__(level)
+        self.done = done
+
+    def still_effect(self, image):
+        deadline = time.monotonic() + 120  # a safety timeout, not a timing assumption
+        while not os.path.exists(self.done) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return 0.1
+
+
+class Stalling(Counting):
+    """A `Counting` whose frames after the first wait until the file `go` exists: a render that cannot end by itself."""
+
+    def __init__(self, level: int, go: str) -> None:
+        super().__init__(level)
+        self.go = go
+
+    def next_frame(self, image, previous_input, previous_output, motion, settings, generator):
+        deadline = time.monotonic() + 120  # a safety timeout, not a timing assumption
+        while not os.path.exists(self.go) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return super().next_frame(image, previous_input, previous_output, motion, settings, generator)
+
+
 _BUILT: dict[Look, Counting] = {}
 
 
 def counting(look: Look) -> Counting:
-    """A replica's modes: one `Counting` per look, at the level its objective names (as `Look.mode` caches)."""
-    return _BUILT.setdefault(look, Counting(int(look.objective)))
+    """A replica's modes: one `Counting` per look, at the level its objective names (as `Look.mode` caches);
+    a look with a style is a `Measuring`, whose measurement waits for that file."""
+    return _BUILT.setdefault(look, Measuring(int(look.objective), look.style) if look.style else Counting(int(look.objective)))
 
 
 class Clock:
@@ -81,12 +119,12 @@ def start(ray_local):
         replicas.close()
 
 
-def send(room, visitor: str, look: Look) -> LiveResult | Queued:
+def send(room, visitor: str, look: Look, settings: TemporalSettings = SETTINGS) -> LiveResult | Queued:
     """One frame of `visitor` through `room`, as the web app sends it (`live_frame`)."""
 
     def made(open_session):
-        session = open_session(look, SETTINGS, look.stream)
-        return session.wait(session.submit(FRAME))
+        session = open_session(look, settings, look.stream)
+        return session.wait(session.submit(FRAME), timeout=60)  # a safety timeout: a frame held up for good fails
 
     return room.serve(visitor, made)
 
@@ -222,6 +260,30 @@ def test_a_frame_in_flight_to_a_dead_replica_comes_from_the_other_which_lives_on
     assert [level(send(room, v, look)) for v, look in visitors.items()] == [base[v] + 1 for v in visitors]  # all warm, on the survivor
 
 
+def test_a_newcomer_s_mode_is_measured_beside_the_replica_s_live_frames_and_holds_up_nobody_else(start, tmp_path):
+    """A stream held at its mode's still effect (the live preset on a CPU) asks for it from its second
+    frame on; a `Dreamer` measures it with a thumbnail dream (0.64 s on the 2-core Xeon), once per mode.
+    Measured in the replica's round, it held up every visitor of the replica, as it did those of the
+    replica that took a dead one's visitors. Here the measurement lasts until a file appears: the
+    newcomer's first frame comes at once, its second waits for it, and the others' frames go on."""
+    _, room = start(capacity=2)
+    measured = tmp_path / "measured"
+    settled, newcomer = Look(objective="20"), Look(objective="80", style=str(measured))
+    assert level(send(room, "settled", settled, HELD)) == 129
+    assert level(send(room, "elsewhere", Look(objective="50"), HELD)) == 129  # on the other replica: the newcomer joins "settled"
+    assert level(send(room, "newcomer", newcomer, HELD)) == 129  # a stream's first frame needs no effect
+    assert room.sessions()["newcomer"].replica is room.sessions()["settled"].replica
+
+    def sent(open_session):  # the newcomer's second frame goes out; it waits for the measurement
+        session = open_session(newcomer, HELD, newcomer.stream)
+        return session, session.submit(FRAME)
+
+    session, frame = room.serve("newcomer", sent)
+    assert [level(send(room, "settled", settled, HELD)) for _ in range(3)] == [130, 131, 132]
+    Path(measured).touch()
+    assert level(session.wait(frame, timeout=60)) == 130
+
+
 def one_gpu(monkeypatch, ray, tmp_path) -> None:
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "GPU": 1.0})
 
@@ -261,3 +323,52 @@ def test_bad_ray_input_to_the_web_app_is_one_line_and_exit_2(argv, setup, said, 
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("streamdream:")]
     assert "Traceback" not in err and len(errors) == 1 and errors[0].startswith(f"streamdream: error: {said}")
+
+
+def test_the_web_app_s_stills_and_videos_are_made_on_a_replica_and_kept_in_the_app_s_folder(start, tmp_path):
+    """With --ray, the Still and Video tabs' model work runs on a replica (its status line names it), the
+    picture and the video travel by value, and the results land in the app's own output folder, the
+    only one it serves."""
+    from streamdream.apps.ui import App, dream_still, dream_video
+    from streamdream.samples.make import make_clip
+
+    from streamdream.io.video import probe_video
+
+    replicas, _ = start(capacity=2)
+    app = App(tmp_path / "app", replicas=replicas)
+    names = {replica.name for replica in replicas.replicas}
+    picture = tmp_path / "picture.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8)).save(picture)
+
+    (before, after), _, status = dream_still(str(picture), "efficientnet_lite0", "blocks.3", 1.0, 1, 2, 64, 0, app)
+    assert Path(after).parent.parent == app.outputs
+    assert np.abs(np.asarray(Image.open(after), int) - np.asarray(Image.open(before), int)).mean() > 1  # dreamed
+    assert any(status.endswith(f" on {name}") for name in names), status
+
+    clip = make_clip("pan", tmp_path / "pan.mp4", size=(64, 48), fps=10, seconds=1)
+    shown, _, status = dream_video(str(clip), "efficientnet_lite0", "blocks.3", 1.0, 0.9, 1, "fast", 64, app, None, lambda *a, **k: None)
+    assert Path(shown).parent.parent == app.outputs and probe_video(shown).frame_count == probe_video(clip).frame_count
+    assert any(status.endswith(f" on {name}") for name in names), status
+
+
+def test_a_render_on_a_replica_is_cancelled_from_the_app_while_it_runs(start, tmp_path, monkeypatch):
+    """The visitor presses Cancel while their video renders on a replica: the app says so without
+    waiting for the render (here it cannot end by itself), and nothing is left in the app's folder."""
+    import gradio as gr
+    from streamdream.apps import ui
+    from streamdream.samples.make import make_clip
+
+    replicas, _ = start(capacity=2)
+    app = ui.App(tmp_path / "app", replicas=replicas)
+    go = tmp_path / "go"
+    monkeypatch.setattr(ui, "video_recipe", lambda *args: functools.partial(Stalling, 90, str(go)))  # built on the replica
+    clip = make_clip("pan", tmp_path / "pan.mp4", size=(64, 48), fps=10, seconds=1)
+
+    def progress(done, *args, **kwargs):  # the visitor presses Cancel once the first frame is reported
+        if done and done[0]:
+            app.cancel_event(None).set()
+
+    with pytest.raises(gr.Error, match="render cancelled"):
+        ui.dream_video(str(clip), "efficientnet_lite0", "", 1.0, 0.9, 1, "balanced", 64, app, None, progress)
+    go.touch()  # the replica's render goes on to its next frame, where it finds itself cancelled
+    assert not list(app.outputs.glob("*/*.mp4"))

@@ -1,12 +1,15 @@
 """The web UI end to end in a real headless Chromium with a fake webcam playing a generated clip.
 
-Skipped (with the reason) where /usr/bin/chromium or Playwright is missing; CI installs both.
+Skipped (with the reason) where /usr/bin/chromium or Playwright is missing; CI installs both. The
+Live tab served by live engine replicas on a local Ray (`streamdream ui --ray`) is skipped without Ray.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import io
+import itertools
 import time
 from pathlib import Path
 
@@ -285,3 +288,43 @@ def test_a_visitor_past_capacity_sees_the_queue_and_is_served_when_a_page_closes
             context.close()
     assert "you are number 1 in the queue" in queued
     assert len(frames[0]) >= 2 and len(frames[1]) >= 2, "the admitted page and the one already seated both receive dreamed frames"
+
+
+@pytest.fixture
+def ray_app(ray_local, tmp_path):
+    """The app as `streamdream ui --ray --replicas 2 --max-live 1` serves it (the command's own start of the
+    replicas, `live_replicas`): its Live tab on two live engine replicas on a local Ray, one seat each (given: no probe)."""
+    from streamdream.apps.commands.ui import live_replicas
+    from streamdream.apps.ui import build_app, launch
+    from streamdream.engine import LiveEngine
+
+    replicas = live_replicas(argparse.Namespace(ray_cluster="local", replicas=2, max_live=1))
+    try:
+        with LiveEngine() as engine:
+            demo = build_app(tmp_path, live_time_limit=120, engine=engine, replicas=replicas)
+            launch("127.0.0.1", free_port(), demo=demo, prevent_thread_lock=True, quiet=True)
+            yield demo
+            demo.close()
+    finally:
+        replicas.close()
+
+
+def test_live_tab_served_by_ray_replicas_streams_dreamed_frames(browser, ray_app, camera_clip):
+    """The acceptance test of `streamdream ui --ray`: a page's webcam is dreamed by a replica, not by the app's process."""
+    replicas = ray_app.streamdream_app.replicas
+    context, page = open_live(browser, ray_app.local_url)
+    try:
+        start_webcam(page)
+        page.wait_for_function("() => document.querySelector('#live-readout textarea').value.startsWith('fps')", timeout=180_000)
+        frames = watch([page], 90, enough=3)[0]
+        serving = {session.replica.name for session in ray_app.streamdream_app.room.sessions().values()}
+        text = readout(page)
+        print(f"\nreadout: {text}\n{len(frames)} distinct frames from {serving}")
+    finally:
+        context.close()
+    assert len(serving) == 1 and serving <= {replica.name for replica in replicas.replicas}, "the page's stream is on a replica"
+    assert len(frames) >= 3, f"only {len(frames)} processed frames arrived"
+    images = [f[2] for f in frames]
+    assert any(np.abs(a.astype(int) - b.astype(int)).mean() > 0.5 for a, b in itertools.pairwise(images)), "the output does not change"
+    assert distance_to_camera(images[-1], camera_clip[1]) > 4.0, "the output looks like the camera frame: no dream"
+    assert text.startswith("fps ")

@@ -38,8 +38,10 @@ in the queue and start when a seat frees.
 
 With --ray, the Live tab is served by live engine replicas on a Ray cluster (one per GPU, or
 --replicas), each with the seats it measured (or --max-live each); the queue stays one for all.
-Every node needs streamdream installed (pip install 'streamdream[ray]'); a painting uploaded for the
-Live tab must be on storage the nodes share. Still and Video run in the app's own process.
+The Still and Video tabs' dreams and paintings go to the replica with the most free seats (the
+picture or video travels to it and the result back; the image tools stay in the app's process).
+Every node needs streamdream installed (pip install 'streamdream[ray]'); a painting uploaded for a
+style must be on storage the nodes share.
 
 Limits, each refused with one message: uploads over --max-upload-mb; pictures over
 --max-megapixels, measured from their header before anything is decoded; videos over

@@ -22,8 +22,15 @@ Why the pieces are as they are:
   visitors keep their seats, so the survivors serve more than they measured until visitors leave;
 * a frame is one actor call (`LiveReplica.frame`, which returns its result); a threaded actor takes
   `RAY_LIVE_CALLS` at once, so the replica's engine sees all its visitors' frames and batches them;
-* actors, `ray.get` and `ray.kill` are all the cluster code there is; the connection is
-  `ray_render`'s (`connect`), and `ray` is imported only when replicas start.
+* the web app's other model work (a Still tab's still, a Video tab's render) goes to the replica
+  with the most free seats (`LiveReplicas.still`, `LiveReplicas.render`) as the recipe of its mode
+  (a picklable call that builds it, `looks.frame_mode`'s) and the pixels or the file's bytes, and
+  comes back by value: the app keeps its outputs in its own folder and no node needs its files. The
+  replica runs it on its engine as the app's own process does (`LiveEngine.run`, `serialized`),
+  taking turns with its live frames; a render's progress is polled from the replica
+  (`LiveReplica.progress`) and a cancelled one is stopped with `ray.cancel`;
+* actors, `ray.get`, `ray.wait`, `ray.cancel` and `ray.kill` are all the cluster code there is; the
+  connection is `ray_render`'s (`connect`), and `ray` is imported only when replicas start.
 """
 
 from __future__ import annotations
@@ -32,10 +39,13 @@ import itertools
 import logging
 import os
 import re
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,7 +54,7 @@ from ..admission import LiveRoom, Seats
 from ..carry import FrameMode
 from ..engine import LiveEngine, LiveResult, LiveSession
 from ..errors import StreamdreamError
-from ..looks import Look, default_capacity
+from ..looks import Look, Recipe, default_capacity
 from ..session import FrameTimings
 from ..settings import (
     LIVE_QUEUE_LIMIT,
@@ -54,6 +64,7 @@ from ..settings import (
     RAY_LIVE_START_S,
     TemporalSettings,
 )
+from ..video import FrameCallback, RenderOptions, RenderReport, process_video
 from .ray_render import connect, import_ray
 
 log = logging.getLogger(__name__)
@@ -62,6 +73,7 @@ MOVED = "the live server you were on stopped: your dream started afresh on anoth
 NONE_LEFT = "no live replica is left on the Ray cluster"
 
 Build = Callable[[Look], FrameMode]  # a look's mode, the same object for the same look (`Look.mode` caches)
+PROGRESS_S = 0.5  # seconds between two looks at a render's progress on its replica
 
 
 @dataclass(frozen=True)
@@ -76,11 +88,22 @@ class Served:
     timings: FrameTimings
 
 
+@dataclass
+class _Visitor:
+    """A replica's record of one visitor: the session serving it and the look and settings it is served with."""
+
+    session: LiveSession
+    look: Look
+    settings: TemporalSettings | None
+    mode: FrameMode  # the look's, built here
+
+
 class LiveReplica:
     """A Ray actor: one live engine, its visitors' sessions by the router's session number.
 
     The router decides who is served and whether a stream starts afresh; the replica opens a
-    visitor's session at its first frame and applies the look and settings each frame brings.
+    visitor's session at its first frame and keeps its look and settings, which a frame brings only
+    when they change (`RemoteSession`).
     """
 
     def __init__(self, build: Build, device: str, threads: int | None, capacity: int | None) -> None:
@@ -94,24 +117,36 @@ class LiveReplica:
         self.engine = LiveEngine()
         self.capacity = capacity if capacity is not None else default_capacity(self.engine).capacity
         self._lock = threading.Lock()
-        self._sessions: dict[int, LiveSession] = {}
+        self._visitors: dict[int, _Visitor] = {}
+        self._progress: dict[str, tuple[int, int | None]] = {}  # render key -> how far it is
 
     def ready(self) -> tuple[str, int]:
         """(name, seats): the replica has its engine and knows its capacity."""
         return self.name, self.capacity
 
-    def frame(self, number: int, look: Look, settings: TemporalSettings, fresh: bool, image: np.ndarray) -> Served | Exception:
-        """Session `number`'s frame through `look`'s mode; `fresh` starts its stream afresh. A library
-        error (a bad look, a frame lost to memory) comes back as the answer, one line for the visitor's
-        readout as in the app's own process, where a raise would come back wrapped in Ray's traceback."""
+    def frame(self, number: int, image: np.ndarray, fresh: bool = False, look: Look | None = None,
+              settings: TemporalSettings | None = None) -> Served | Exception:
+        """Session `number`'s frame, through `look`'s mode with `settings` when given (else those it
+        has); `fresh` starts its stream afresh. A mode new to the stream is built here, on the call's
+        thread, not on the engine's. A library error (a bad look, a frame lost to memory) comes back as
+        the answer, one line for the visitor's readout as in the app's own process, where a raise
+        would come back wrapped in Ray's traceback."""
         try:
-            mode = self.build(look)
             with self._lock:
-                session = self._sessions.get(number)
-                if session is None or session.closed:
-                    session = self._sessions[number] = self.engine.open(mode, settings, seed=0)
+                known = self._visitors.get(number)
+            if look is not None:
+                mode = self.build(look)
+            elif known is not None:
+                look, settings, mode = known.look, known.settings, known.mode
+            else:
+                raise StreamdreamError(f"live session {number} sent no look with its first frame")
+            with self._lock:
+                if known is None or known.session.closed:
+                    session = self.engine.open(mode, settings, seed=0)
                 else:
-                    session.mode, session.settings = mode, settings
+                    session = known.session
+                    session.mode, session.settings = mode, settings  # a change applies from this frame; the same, nothing
+                self._visitors[number] = _Visitor(session, look, settings, mode)
                 if fresh:
                     session.reset()
             result = session.wait(session.submit(image))
@@ -121,9 +156,48 @@ class LiveReplica:
 
     def close(self, number: int) -> None:
         with self._lock:
-            session = self._sessions.pop(number, None)
-        if session is not None:
-            session.close()
+            visitor = self._visitors.pop(number, None)
+        if visitor is not None:
+            visitor.session.close()
+
+    def still(self, recipe: Recipe, rgb: np.ndarray, seed: int | None) -> np.ndarray | Exception:
+        """The still of `rgb` (H x W x 3 uint8) by `recipe`'s mode, under the engine's compute lock
+        (`LiveEngine.run`), as the app's own process makes it; a library error comes back as the answer."""
+        try:
+            return self.engine.run(_still, recipe, rgb, seed)
+        except StreamdreamError as error:
+            return error
+
+    def render(self, key: str, recipe: Recipe, video: bytes, name: str, suffix: str,
+               options: RenderOptions) -> tuple[bytes, RenderReport] | Exception:
+        """The video `video` (the bytes of the file `name`) rendered by `recipe`'s mode (`process_video`)
+        into a `suffix` file, as its bytes, with the report; its frames take turns with the live frames
+        (`LiveEngine.serialized`). The files live in a folder of this call's own, gone after it.
+        `progress(key)` tells how far it is; after `ray.cancel` it stops at the next frame. A library
+        error comes back as the answer."""
+        import ray
+
+        context = ray.get_runtime_context()
+
+        def on_frame(done: int, total: int | None) -> None:
+            if context.is_canceled():
+                raise StreamdreamError("the render was cancelled")
+            self._progress[key] = (done, total)
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="streamdream-replica-") as folder:
+                src, dst = Path(folder) / name, Path(folder) / f"output{suffix}"
+                src.write_bytes(video)
+                report = process_video(src, dst, self.engine.serialized(recipe()), options, on_frame=on_frame)
+                return dst.read_bytes(), report
+        except StreamdreamError as error:
+            return error
+        finally:
+            self._progress.pop(key, None)
+
+    def progress(self, key: str) -> tuple[int, int | None] | None:
+        """(frames done, frames in all if known) of render `key` so far; None before its first frame or after its end."""
+        return self._progress.get(key)
 
 
 @dataclass(eq=False)
@@ -141,6 +215,15 @@ class _Replica:
         return self.capacity - len(self.sessions)
 
 
+@dataclass(frozen=True)
+class _Sent:
+    """What a frame went out under: its replica (the same one, not an equal one), look and settings."""
+
+    replica: _Replica
+    look: Look
+    settings: TemporalSettings | None
+
+
 @dataclass
 class _Stream:
     timings: FrameTimings = field(default_factory=FrameTimings)  # the last frame's stage timings, on its replica
@@ -152,11 +235,13 @@ class RemoteSession:
 
     `submit` sends the frame to the replica at once (an actor call; it never blocks) and `wait` gets
     its result, with `latency_ms` from `submit` to the result here. `mode` is the visitor's `Look`
-    (the replica builds its mode) and `settings` the stream's, both sent with every frame; `reset`
-    starts the stream afresh from the next frame. The readout's figures (`fps`, `processed`,
-    `dropped`, `working_side`, `stream.timings`) are the replica's, as of the last result;
-    `hop_ms` is what the trip to the replica added to it. `notice` says for `RAY_LIVE_NOTICE_S`
-    that the session moved because its replica stopped.
+    (the replica builds its mode) and `settings` the stream's, sent with a frame only until the
+    replica has answered a frame under them (it keeps each session's): from then on a frame is its
+    pixels alone, the less for the hop to carry and unpickle; `reset` starts the stream afresh from
+    the next frame. The readout's figures (`fps`, `processed`, `dropped`, `working_side`,
+    `stream.timings`) are the replica's, as of the last result; `hop_ms` is what the trip to the
+    replica added to it. `notice` says for `RAY_LIVE_NOTICE_S` that the session moved because its
+    replica stopped.
     """
 
     def __init__(self, replicas: LiveReplicas, replica: _Replica, number: int, mode: Look, settings: TemporalSettings | None) -> None:
@@ -171,8 +256,9 @@ class RemoteSession:
         self._fps = 0.0
         self._fresh = False
         self._lock = threading.Lock()
-        # frame number -> image, when submitted, the replica it went to and its ObjectRef there
-        self._flight: dict[int, tuple[np.ndarray, float, _Replica, Any]] = {}
+        self._known: _Sent | None = None  # the replica, look and settings of the last frame answered
+        # frame number -> image, when submitted, the replica it went to with the look and settings it ran under, and its ObjectRef there
+        self._flight: dict[int, tuple[np.ndarray, float, _Sent, Any]] = {}
 
     def submit(self, image: np.ndarray) -> int:
         """Send the newest frame (H x W x 3 uint8) to the replica; returns its number, for `wait`."""
@@ -190,7 +276,7 @@ class RemoteSession:
         frame = self.submitted if frame is None else frame
         with self._lock:
             self._check()  # closed: its frames are not waited for
-            image, submitted, replica, ref = self._flight[frame]
+            image, submitted, sent, ref = self._flight[frame]
         while True:
             try:
                 answer = ray.get(ref, timeout=timeout)
@@ -198,15 +284,16 @@ class RemoteSession:
             except ray.exceptions.GetTimeoutError:
                 raise TimeoutError(f"no result for frame {frame} within {timeout} s") from None
             except ray.exceptions.RayActorError:
-                self.replicas.lost(replica)  # the one the frame went to (the session may have moved since): moves it, or says none is left
+                self.replicas.lost(sent.replica)  # the one the frame went to (the session may have moved since): moves it, or says none is left
                 with self._lock:
                     self._check()
-                    replica, ref = self._send(image)
-                    self._flight[frame] = (image, submitted, replica, ref)
+                    sent, ref = self._send(image)
+                    self._flight[frame] = (image, submitted, sent, ref)
         with self._lock:
             self._flight.pop(frame, None)
             if isinstance(answer, Exception):
                 raise answer
+            self._known = sent
             latency_ms = (time.perf_counter() - submitted) * 1000
             self.hop_ms = latency_ms - answer.result.latency_ms
             self.processed, self.dropped, self.working_side, self._fps = answer.processed, answer.dropped, answer.working_side, answer.fps
@@ -238,10 +325,14 @@ class RemoteSession:
             self._flight.clear()
         self.replicas.forget(self)
 
-    def _send(self, image: np.ndarray) -> tuple[_Replica, Any]:  # under self._lock
-        """The replica the frame goes to (the session's now) and the frame's ObjectRef there."""
-        fresh, self._fresh, replica = self._fresh, False, self.replica
-        return replica, replica.actor.frame.remote(self.number, self.mode, self.settings, fresh, image)
+    def _send(self, image: np.ndarray) -> tuple[_Sent, Any]:  # under self._lock
+        """Where the frame goes (the session's replica now) under which look and settings, and the
+        frame's ObjectRef there; the look and settings travel unless the replica answered under them."""
+        fresh, self._fresh = self._fresh, False
+        sent = _Sent(self.replica, self.mode, self.settings)
+        if sent == self._known:
+            return sent, sent.replica.actor.frame.remote(self.number, image, fresh)
+        return sent, sent.replica.actor.frame.remote(self.number, image, fresh, sent.look, sent.settings)
 
     def _check(self) -> None:
         if self.closed:
@@ -345,6 +436,55 @@ class LiveReplicas:
         if replica.alive:
             replica.actor.close.remote(session.number)
 
+    def still(self, recipe: Recipe, rgb: np.ndarray, seed: int | None) -> tuple[np.ndarray, str]:
+        """(the still of `rgb` by `recipe`'s mode, the name of the replica that made it): made on the
+        replica with the most free seats (`LiveReplica.still`). Raises the replica's library error."""
+        return self._on_replica(lambda actor: actor.still.remote(recipe, rgb, seed))
+
+    def render(self, recipe: Recipe, src: str | os.PathLike, dst: str | os.PathLike, options: RenderOptions,
+               on_frame: FrameCallback | None = None) -> tuple[RenderReport, str]:
+        """(`process_video`'s report, the name of the replica that rendered it): the video `src` rendered
+        into `dst` by `recipe`'s mode on the replica with the most free seats (`LiveReplica.render`).
+
+        `on_frame(done, total)` runs here as the replica's progress is polled (every `PROGRESS_S`);
+        when it raises (the visitor cancelled, the video is too long), the render on the replica is
+        cancelled and the error goes on. Raises the replica's library error."""
+        src, dst = Path(src), Path(dst)
+        video, key = src.read_bytes(), uuid.uuid4().hex
+
+        def follow(actor, ref) -> None:
+            while not self.ray.wait([ref], timeout=PROGRESS_S)[0]:
+                done = self.ray.get(actor.progress.remote(key))
+                if done is not None and on_frame is not None:
+                    on_frame(*done)
+
+        (data, report), name = self._on_replica(lambda actor: actor.render.remote(key, recipe, video, src.name, dst.suffix, options), follow)
+        dst.write_bytes(data)
+        return replace(report, path=dst), name
+
+    def _on_replica(self, send: Callable[[Any], Any], follow: Callable[[Any, Any], None] | None = None) -> tuple[Any, str]:
+        """(the answer to `send(actor)`, the replica's name) from the replica with the most free seats,
+        sent again to the one with the most left if it died meanwhile (`lost`). `follow(actor, ref)`
+        watches the call until it is done; what it raises cancels the call (`ray.cancel`)."""
+        ray = self.ray
+        while True:
+            with self._lock:
+                replica = self._roomiest()
+            ref = send(replica.actor)
+            try:
+                if follow is not None:
+                    follow(replica.actor, ref)
+                answer = ray.get(ref)
+            except ray.exceptions.RayActorError:
+                self.lost(replica)
+                continue
+            except BaseException:
+                ray.cancel(ref)
+                raise
+            if isinstance(answer, Exception):
+                raise answer
+            return answer, replica.name
+
     def close(self) -> None:
         """Stop every replica (and the Ray this process started)."""
         with self._lock:
@@ -363,6 +503,11 @@ class LiveReplicas:
     def _follow_capacity(self) -> None:
         if self._seats is not None:
             self._seats.capacity = max(1, self.capacity)  # read under the seats' lock at each visit; an int is set at once
+
+
+def _still(recipe: Recipe, rgb: np.ndarray, seed: int | None) -> np.ndarray:
+    """The Still tab's work on a replica: the mode built there (cached), then its still."""
+    return recipe().still(rgb, seed)
 
 
 def start_failure(error: Exception) -> str:
