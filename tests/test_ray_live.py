@@ -372,3 +372,28 @@ def test_a_render_on_a_replica_is_cancelled_from_the_app_while_it_runs(start, tm
         ui.dream_video(str(clip), "efficientnet_lite0", "", 1.0, 0.9, 1, "balanced", 64, app, None, progress)
     go.touch()  # the replica's render goes on to its next frame, where it finds itself cancelled
     assert not list(app.outputs.glob("*/*.mp4"))
+
+
+def test_a_render_whose_replica_dies_is_made_on_the_other(start, ray_local, tmp_path, monkeypatch):
+    """The replica rendering a visitor's video dies after its first frame: the render is made again on
+    the replica left, and the visitor gets the whole video, its status line naming that replica."""
+    from streamdream.apps import ui
+    from streamdream.io.video import probe_video
+    from streamdream.samples.make import make_clip
+
+    replicas, _ = start(capacity=2)
+    app = ui.App(tmp_path / "app", replicas=replicas)
+    go = tmp_path / "go"
+    monkeypatch.setattr(ui, "video_recipe", lambda *args: functools.partial(Stalling, 90, str(go)))  # built on the replica
+    clip = make_clip("pan", tmp_path / "pan.mp4", size=(64, 48), fps=10, seconds=1)
+    doomed, survivor = replicas.replicas  # no visitor is seated: the render goes to the first of the roomiest
+
+    def progress(done, *args, **kwargs):  # the first frame is made (the next waits for `go`): its replica dies
+        if done and done[0] and not go.exists():
+            ray_local.kill(doomed.actor)
+            go.touch()
+
+    shown, _, status = ui.dream_video(str(clip), "efficientnet_lite0", "", 1.0, 0.9, 1, "balanced", 64, app, None, progress)
+    assert go.exists(), "the render reported no frame before it ended"
+    assert probe_video(shown).frame_count == probe_video(clip).frame_count
+    assert status.endswith(f" on {survivor.name}") and not doomed.alive
