@@ -145,6 +145,20 @@ class Queued:
     place: int
 
 
+def resume(engine: LiveEngine, session: LiveSession | None, mode: FrameMode, settings: TemporalSettings, *, fresh: bool) -> LiveSession:
+    """`session` running `mode` with `settings` from its next frame (a change applies then; the same,
+    nothing), its stream started afresh with `fresh`; a new session of `engine` when there is none or it
+    was closed (or failed). What a visitor's next frame does to its session, in the app's own process
+    (`LiveRoom.session`) and on a Ray replica (`LiveReplica.frame`): `engine` and `session` may be the
+    replicas' router and its `RemoteSession`."""
+    if session is None or session.closed:
+        return engine.open(mode, settings, seed=0)
+    if fresh:
+        session.reset()
+    session.mode, session.settings = mode, settings
+    return session
+
+
 class LiveRoom:
     """Live visitors on one engine: `Seats` (with `idle_s` and `queue_limit`) admit them, and each
     seated visitor (a hashable key) has one `LiveSession`, opened at its first frame.
@@ -203,12 +217,7 @@ class LiveRoom:
         a new strength or settings keep its warm state. For `serve`'s work: the seat is the caller's to hold."""
         with self._lock:
             session, last_look = self._sessions.get(key, (None, None))
-            if session is None or session.closed:
-                session = self.engine.open(mode, settings, seed=0)
-            else:
-                if look != last_look:
-                    session.reset()
-                session.mode, session.settings = mode, settings
+            session = resume(self.engine, session, mode, settings, fresh=look != last_look)
             self._sessions[key] = (session, look)
             return session
 

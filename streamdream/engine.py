@@ -537,18 +537,17 @@ class _Serialized(FrameMode):
 
 def _measured(mode: FrameMode, image: torch.Tensor, lock: contextlib.AbstractContextManager, done: Callable[[], None]) -> Future:
     """`mode.still_effect(image)` under `lock`, on a thread of its own that ends with it (the OpenMP
-    team it starts ends too: `runtime.on_own_thread`); `done` is called when it is."""
-    future: Future = Future()
+    team it starts ends too: `runtime.on_own_thread`); `done` is called when it is. A failure is kept
+    in the Future: the round asks again and fails the session."""
 
-    def measure() -> None:
-        try:
-            with lock:
-                future.set_result(mode.still_effect(image))
-        except BaseException as error:  # noqa: BLE001 - kept in the Future; the round asks again and fails the session
-            future.set_exception(error)
-        done()
+    def measure() -> float:
+        with lock:
+            return mode.still_effect(image)
 
-    threading.Thread(target=measure, name="streamdream-effect", daemon=True).start()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamdream-effect")
+    future = pool.submit(measure)
+    pool.shutdown(wait=False)  # the thread ends once the effect is measured
+    future.add_done_callback(lambda _: done())
     return future
 
 

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from ..admission import LiveRoom, Seats
+from ..admission import LiveRoom, Seats, resume
 from ..carry import FrameMode
 from ..engine import LiveEngine, LiveResult, LiveSession
 from ..errors import StreamdreamError
@@ -141,14 +141,8 @@ class LiveReplica:
             else:
                 raise StreamdreamError(f"live session {number} sent no look with its first frame")
             with self._lock:
-                if known is None or known.session.closed:
-                    session = self.engine.open(mode, settings, seed=0)
-                else:
-                    session = known.session
-                    session.mode, session.settings = mode, settings  # a change applies from this frame; the same, nothing
+                session = resume(self.engine, known.session if known else None, mode, settings, fresh=fresh)
                 self._visitors[number] = _Visitor(session, look, settings, mode)
-                if fresh:
-                    session.reset()
             result = session.wait(session.submit(image))
         except StreamdreamError as error:
             return error
