@@ -143,7 +143,7 @@ def check_ray_options(args: argparse.Namespace) -> None:
     INPUTs, turn OUTPUT (a folder) into one path per INPUT. Runs before the outputs are claimed; the
     command then renders with `render.run_ray`."""
     from streamdream.errors import StreamdreamError
-    from streamdream.io.video import is_video_path
+    from streamdream.io.paths import is_video_path
 
     if args.ray is None:
         if args.more_inputs:

@@ -17,7 +17,8 @@ import pytest
 
 from streamdream.samples import make
 from streamdream.errors import StreamdreamError
-from streamdream.io.video import VideoInfo, VideoWriter, is_video_path, probe_video, read_frames
+from streamdream.io.paths import is_video_path
+from streamdream.io.video import VideoInfo, VideoWriter, probe_video, read_frames
 
 W, H = 96, 64
 MS = fractions.Fraction(1, 1000)

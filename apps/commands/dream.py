@@ -69,7 +69,7 @@ def run_dream(args: argparse.Namespace) -> None:
 
     from streamdream.dream import noise_image
     from streamdream.io.images import Picture, check_image_output, load_image, resize_picture, save_image
-    from streamdream.io.video import check_video_output, is_video_path
+    from streamdream.io.paths import is_video_path
 
     recipe = DreamRecipe.from_args(args)
     if args.ray is not None:  # the INPUTs were checked by `check_ray_options`
@@ -77,6 +77,8 @@ def run_dream(args: argparse.Namespace) -> None:
     if args.noise == (args.input is not None):
         raise StreamdreamError("give an INPUT image or video, or --noise (with --size) to start from noise")
     if args.input and is_video_path(args.input):
+        from streamdream.io.video import check_video_output
+
         check_video_output(args.output, overwrite=args.overwrite)
         return run_video(args, recipe.build(args.device))
     check_image_output(args.output, overwrite=args.overwrite)

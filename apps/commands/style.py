@@ -111,7 +111,7 @@ def contact_sheet(pictures: list[np.ndarray], height: int) -> np.ndarray:
 def run_style(args: argparse.Namespace) -> None:
     """Stylize a still, or hand a video to the frame pipeline (or to Ray, with --ray)."""
     from streamdream.io.images import check_image_output, load_image, resize_picture, save_image
-    from streamdream.io.video import check_video_output, is_video_path
+    from streamdream.io.paths import is_video_path
     from streamdream.style_net import NetStylizer, builtin_index
 
     frames = args.ray is not None or is_video_path(args.input)
@@ -131,6 +131,8 @@ def run_style(args: argparse.Namespace) -> None:
     if is_video_path(args.input):
         if args.init != "content" or args.preview:
             raise StreamdreamError("--init and --preview apply to still images only")
+        from streamdream.io.video import check_video_output
+
         check_video_output(args.output, overwrite=args.overwrite)
         return run_video(args, recipe.build(args.device))
     check_image_output(args.output, overwrite=args.overwrite)

@@ -34,8 +34,17 @@ from ..errors import StreamdreamError
 
 log = logging.getLogger(__name__)
 
+# A file is a video by its name (the still commands then never import the video libraries, about
+# 0.2 s of their start-up): `streamdream.io.video` reads and writes them.
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif", ".m4v")
+
 # errno values that mean "the disk (or a quota or file-size limit) is full": the user frees space.
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def is_video_path(path: str | os.PathLike) -> bool:
+    """True when `path` has a video extension; front ends use it to tell videos from photos."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def is_disk_full(error: BaseException) -> bool:

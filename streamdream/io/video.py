@@ -32,9 +32,6 @@ from .paths import PendingOutput, atomic_output, check_input_file, check_output_
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif", ".m4v")
-
-
 @dataclass(frozen=True)
 class VideoInfo:
     """What the pipeline and the writer need to know about an input clip."""
@@ -94,11 +91,6 @@ def encoding_of(path: str | os.PathLike) -> Encoding:
         return _ENCODINGS[Path(path).suffix.lower()]
     except KeyError:
         raise StreamdreamError(f"cannot write {Path(path).name}: unsupported extension for a video; use one of {', '.join(_ENCODINGS)}") from None
-
-
-def is_video_path(path: str | os.PathLike) -> bool:
-    """True when `path` has a video extension; front ends use it to tell videos from photos."""
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 @contextlib.contextmanager
