@@ -4,7 +4,9 @@ On a CUDA GPU the answers are known (cuDNN's bf16 tensor-core kernels are channe
 depend on the processor and on PyTorch's oneDNN build: on the 2-core Xeon (AVX-512, AMX) a lite0 step
 at 320x240 took 44 ms channels-last against 66 ms in PyTorch's default layout (`benchmarks/cpu_paths.py`),
 and the style transformer's pass 20 ms under bf16 autocast against 31 ms in float32, while the 26-style
-network's was no faster in bf16 (57 against 54 ms); other processors may differ. So the first time a
+network's was no faster in bf16 (57 against 54 ms); other processors may differ. (Since the
+convolutions run fused on a CPU, `fused`, the two layouts' steps there came within 3-5% of each other,
+33.9 against 32.9 ms, so either answer costs little.) So the first time a
 network is built on a CPU its candidates are timed (a fraction of a second) and the answer is kept,
 per processor, PyTorch version, thread count and network, in the user's cache
 (`$XDG_CACHE_HOME/streamdream/cpu-choices.json`), where every later start reads it. An environment
