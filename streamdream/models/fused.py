@@ -71,7 +71,7 @@ class FusedConv2d(nn.Conv2d):
             y = super().forward(x)
             return F.relu6(y) if self.activation == "relu6" else y
         packed = self._packed("forward", x, lambda: self.weight, list(self.stride))
-        return _ConvActivation.apply(x, self.weight, self.bias, packed, self)
+        return _ConvActivation.apply(x, self.bias, packed, self)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", activation={self.activation}" if self.activation else "")
@@ -93,7 +93,7 @@ class FusedConv2d(nn.Conv2d):
 
     def _packed(self, use: str, x: torch.Tensor, weight: Callable[[], torch.Tensor], stride: list[int]) -> torch.Tensor:
         """The weights `weight()` reordered for oneDNN for inputs like `x` (`use`: "forward" or
-        "backward"), made once per input shape and kept (also across a change of the weights' values)."""
+        "backward"), made once per input shape and kept; weights changed in place get new ones."""
         packs = _PACKS.setdefault(self, OrderedDict())
         key = (use, tuple(x.shape), x.is_contiguous(memory_format=torch.channels_last), self.weight.data_ptr(), self.weight._version)
         if key in packs:
@@ -115,14 +115,14 @@ class _ConvActivation(torch.autograd.Function):
     """Convolution (+ ReLU6) forward as one oneDNN primitive; backward to the input only."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, packed, conv):  # noqa: ANN001, ANN205 - autograd's signature
+    def forward(ctx, x, bias, packed, conv):  # noqa: ANN001, ANN205 - autograd's signature
         relu6 = conv.activation == "relu6"
         y = torch.ops.mkldnn._convolution_pointwise(
             x, packed, bias, list(conv.padding), list(conv.stride), [1, 1], conv.groups,
             "hardtanh" if relu6 else "none", [0.0, 6.0] if relu6 else [], "",
         )
         ctx.conv = conv
-        ctx.save_for_backward(x, y if relu6 else None)
+        ctx.save_for_backward(None if conv.transposable() else x, y if relu6 else None)  # x: only its shape, for oneDNN's backward
         return y
 
     @staticmethod
@@ -138,7 +138,7 @@ class _ConvActivation(torch.autograd.Function):
             grad_x = torch.ops.aten.convolution_backward(
                 grad, x, conv.weight, None, list(conv.stride), list(conv.padding), [1, 1], False, [0, 0], conv.groups, [True, False, False]
             )[0]
-        return grad_x, None, None, None, None
+        return grad_x, None, None, None
 
 
 def fuse_activations(module: nn.Module) -> int:
