@@ -73,7 +73,7 @@ def test_whole_stills_look_the_same_on_both_paths(paths):
 def test_every_relu6_runs_inside_its_convolution(both):
     for model in both:
         convolutions = [m for m in model.modules() if isinstance(m, FusedConv2d)]
-        assert sum(conv.activation == "relu6" for conv in convolutions) == 33  # lite0: stem, 16 blocks' expand and depthwise but the first's, head
+        assert sum(conv.activation == "relu6" for conv in convolutions) == 33  # lite0: stem, head, each of 16 blocks' expansion and depthwise layers (the first has no expansion)
         assert not any(isinstance(m, torch.nn.ReLU6) for m in model.modules())
 
 
@@ -93,12 +93,12 @@ def test_fused_gradients_are_eager_ones_on_odd_sizes_and_batches(both, size, lay
         value = acts["blocks.4"].pow(2).mean() + acts["blocks.1"][:, 3].mean() + acts["logit"][:, 76].sum()
         return torch.autograd.grad(value, x)[0], acts["logit"]
 
-    fused, fused_logits = gradient()
+    fast, fast_logits = gradient()
     with reference_path():
         eager, eager_logits = gradient()
-    assert fused.shape == image.shape and eager.abs().max() > 0
-    assert (fused - eager).abs().mean() <= 1e-3 * eager.abs().mean()
-    torch.testing.assert_close(fused_logits, eager_logits, rtol=1e-4, atol=1e-4)  # logits of about 10: measured 2e-5 apart
+    assert fast.shape == image.shape and eager.abs().max() > 0
+    assert (fast - eager).abs().mean() <= 1e-3 * eager.abs().mean()
+    torch.testing.assert_close(fast_logits, eager_logits, rtol=1e-4, atol=1e-4)  # logits of about 10: measured 2e-5 apart
 
 
 def test_reordered_weights_are_kept_for_a_few_shapes_only(both):
