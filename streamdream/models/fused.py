@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +72,7 @@ class FusedConv2d(nn.Conv2d):
         if not self._fusable(x):
             y = super().forward(x)
             return F.relu6(y) if self.activation == "relu6" else y
-        packed = self._packed("forward", x, lambda: self.weight, list(self.stride))
+        packed = self._packed(x)
         return _ConvActivation.apply(x, self.bias, packed, self)
 
     def extra_repr(self) -> str:
@@ -93,15 +93,17 @@ class FusedConv2d(nn.Conv2d):
             and (self.groups == 1 or self.groups == self.in_channels == self.out_channels)
         )
 
-    def _packed(self, use: str, x: torch.Tensor, weight: Callable[[], torch.Tensor], stride: list[int]) -> torch.Tensor:
-        """The weights `weight()` reordered for oneDNN for inputs like `x` (`use`: "forward" or
-        "backward"), made once per input shape and kept; weights changed in place get new ones."""
+    def _packed(self, x: torch.Tensor, *, transposed: bool = False) -> torch.Tensor:
+        """The weights reordered for oneDNN for inputs like `x`: the forward convolution's, or with
+        `transposed` the input gradient's (`transposed_weight`, stride 1); made once per input shape
+        and kept, new ones for weights changed in place."""
         packs = _PACKS.setdefault(self, OrderedDict())
-        key = (use, tuple(x.shape), x.is_contiguous(memory_format=torch.channels_last), self.weight.data_ptr(), self.weight._version)
+        key = (transposed, tuple(x.shape), x.is_contiguous(memory_format=torch.channels_last), self.weight.data_ptr(), self.weight._version)
         if key in packs:
             packs.move_to_end(key)
             return packs[key]
-        packed = torch.ops.mkldnn._reorder_convolution_weight(weight(), list(self.padding), stride, [1, 1], self.groups, list(x.shape))
+        weight, stride = (self.transposed_weight(), [1, 1]) if transposed else (self.weight, list(self.stride))
+        packed = torch.ops.mkldnn._reorder_convolution_weight(weight, list(self.padding), stride, [1, 1], self.groups, list(x.shape))
         packs[key] = packed
         while len(packs) > 2 * PACKED_SHAPES:
             packs.popitem(last=False)
@@ -117,7 +119,7 @@ class _ConvActivation(torch.autograd.Function):
     """Convolution (+ ReLU6) forward as one oneDNN primitive; backward to the input only."""
 
     @staticmethod
-    def forward(ctx, x, bias, packed, conv):  # noqa: ANN001, ANN205 - autograd's signature
+    def forward(ctx, x, bias, packed, conv):
         relu6 = conv.activation == "relu6"
         y = torch.ops.mkldnn._convolution_pointwise(
             x, packed, bias, list(conv.padding), list(conv.stride), [1, 1], conv.groups,
@@ -128,13 +130,13 @@ class _ConvActivation(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001, ANN205 - autograd's signature
+    def backward(ctx, grad):
         conv: FusedConv2d = ctx.conv
         x, y = ctx.saved_tensors
         if y is not None:  # ReLU6 passes the gradient where its output is strictly inside (0, 6), as its input was
             grad = torch.ops.aten.hardtanh_backward(grad, y, 0.0, 6.0)
         if conv.transposable():
-            packed = conv._packed("backward", grad, conv.transposed_weight, [1, 1])
+            packed = conv._packed(grad, transposed=True)
             grad_x = torch.ops.mkldnn._convolution_pointwise(grad, packed, None, list(conv.padding), [1, 1], [1, 1], conv.groups, "none", [], "")
         else:
             grad_x = torch.ops.aten.convolution_backward(
