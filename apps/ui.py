@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import shutil
 import sys
@@ -474,7 +475,7 @@ def dream_video(path, model, objective, strength, carry, iterations, preset_name
     """Render the video at `path`. Its length was checked from its header before the request was
     queued (`video_problem`); a file that hid its length, or understated it, stops at the limit all the same."""
     from streamdream.io.video import probe_video
-    from streamdream.video import RenderOptions, fit_max_side, process_video
+    from streamdream.video import RenderOptions, RenderReport, fit_max_side, process_video
 
     if not path:
         raise gr.Error("upload a video first")
@@ -487,7 +488,13 @@ def dream_video(path, model, objective, strength, carry, iterations, preset_name
         gr.Info(notes[-1])
     with shown_as_error(style_path):
         recipe = video_recipe(kind, model, objective, strength, chosen_style(style_path, builtin), method)  # first frame: as the CLI
-        mode = app.engine.serialized(recipe()) if app.replicas is None else None  # else built on the replica that renders
+        if app.replicas is None:  # built here, its frames taking turns with the live ones; else built on the replica that renders it
+            mode = app.engine.serialized(recipe())
+
+            def render(dst: Path, options: RenderOptions, on_frame: Callable) -> tuple[RenderReport, str | None]:
+                return process_video(path, dst, mode, options, on_frame=on_frame), None
+        else:
+            render = functools.partial(app.replicas.render, recipe, path)
         settings = stream_settings(preset_name, carry, iterations)
     cancel = app.cancel_event(request)
     cancel.clear()
@@ -503,11 +510,7 @@ def dream_video(path, model, objective, strength, carry, iterations, preset_name
         progress((done, total) if total else None, desc="rendering", unit="frames")
 
     try:
-        options = RenderOptions(settings, max_side=int(max_side), preset="veryfast")
-        if app.replicas is None:
-            report, where = process_video(path, dst, mode, options, on_frame=on_frame), None
-        else:
-            report, where = app.replicas.render(recipe, path, dst, options, on_frame)
+        report, where = render(dst, RenderOptions(settings, max_side=int(max_side), preset="veryfast"), on_frame)
     except Cancelled:
         shutil.rmtree(dst.parent, ignore_errors=True)
         raise gr.Error("render cancelled", print_exception=False) from None
