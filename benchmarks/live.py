@@ -192,20 +192,25 @@ def figures(results: list[Results], frames: int, resolution: str) -> dict:
     }
 
 
-def longest_gap_s(results: Results, since: float) -> float:
-    """The longest time a visitor went without a frame from `since` on (counted from its last frame before)."""
-    times = [t for _, _, t in results]
+def arrivals(results: Results) -> list[float]:
+    """When each of a visitor's results came (`time.perf_counter()`)."""
+    return [t for _, _, t in results]
+
+
+def longest_gap_s(times: list[float], since: float) -> float:
+    """The longest time a visitor went without a frame (`times`: when its frames came) from `since` on
+    (counted from its last frame before)."""
     before = [t for t in times if t < since]
     after = [t for t in times if t >= since]
     stamps = before[-1:] + after
     return max((b - a for a, b in itertools.pairwise(stamps)), default=0.0)
 
 
-def median_gap_s(results: list[Results], since: float, after: bool) -> float:
-    """The visitors' usual time between frames (the median gap) before `since`, or from their last frame before it on."""
+def median_gap_s(visitors: list[list[float]], since: float, after: bool) -> float:
+    """The visitors' usual time between frames (the median gap; each visitor's `times` its frames
+    came at) before `since`, or from their last frame before it on."""
     gaps = []
-    for visitor in results:
-        times = [t for _, _, t in visitor]
+    for times in visitors:
         first = max((i for i, t in enumerate(times) if t < since), default=0)
         gaps += list(np.diff(times[first:] if after else times[: first + 1]))
     return float(np.median(gaps)) if gaps else 0.0
@@ -246,13 +251,13 @@ def run_on_ray(device: str, resolution: str, frames: int, preset_name: str, sess
                 fleet.ray.kill(doomed.actor)
 
             faulty = visit(room, lambda look: look, looks, settings, clips, frames, deadline, midway=kill)
-            gaps = {f"visitor {i}": longest_gap_s(r, killed["at"]) for i, r in enumerate(faulty)}
+            gaps = {f"visitor {i}": longest_gap_s(arrivals(r), killed["at"]) for i, r in enumerate(faulty)}
             report["fault"] = {
                 "killed": killed["name"],
                 "moved": killed["visitors"],
                 "longest_gap_s_moved": {key: gaps[key] for key in killed["visitors"]},
                 "longest_gap_s_others": {key: gap for key, gap in gaps.items() if key not in killed["visitors"]},
-                "median_gap_s_others": {when: median_gap_s([r for i, r in enumerate(faulty) if f"visitor {i}" not in killed["visitors"]],
+                "median_gap_s_others": {when: median_gap_s([arrivals(r) for i, r in enumerate(faulty) if f"visitor {i}" not in killed["visitors"]],
                                                            killed["at"], after=when == "after") for when in ("before", "after")},
                 "target_s": 2.0,
             }

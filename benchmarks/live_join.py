@@ -21,11 +21,9 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.live import camera_frame, cameras  # noqa: E402
+from benchmarks.live import camera_frame, cameras, longest_gap_s, median_gap_s  # noqa: E402
 from streamdream.dream import Dreamer  # noqa: E402
 from streamdream.engine import LiveEngine  # noqa: E402
 from streamdream.runtime import configure  # noqa: E402
@@ -63,14 +61,12 @@ def run(device: str, resolution: str) -> dict:
             came.append(time.perf_counter() - joined)
         stop.set()
         thread.join()
-    before = [t for t in stamps if t < joined]
-    after = [before[-1], *(t for t in stamps if t >= joined)]
     return {
         "device": str(settled_mode.device),
         "resolution": resolution,
         "preset": live_preset(settled_mode.device),
-        "settled_median_gap_ms_before": round(1000 * float(np.median(np.diff(before))), 1),
-        "settled_longest_gap_ms_after_join": round(1000 * float(np.diff(after).max()), 1),
+        "settled_median_gap_ms_before": round(1000 * median_gap_s([stamps], joined, after=False), 1),
+        "settled_longest_gap_ms_after_join": round(1000 * longest_gap_s(stamps, joined), 1),
         "newcomer_second_frame_s": round(came[1], 2),
         "newcomer_last_frame_s": round(came[-1], 2),
     }
