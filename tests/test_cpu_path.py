@@ -45,8 +45,8 @@ def paths(request, both) -> list[tuple[Backbone, Callable[[], contextlib.Abstrac
     return [(both[1], reference_path), (both[1], contextlib.nullcontext)]
 
 
-def test_one_step_is_the_same_on_both_paths(paths, astronaut_96):
-    image = torch.from_numpy(small(astronaut_96, 160, 120)).permute(2, 0, 1)[None].float() / 255
+def test_one_step_is_the_same_on_both_paths(paths):
+    image = torch.from_numpy(small(skimage.data.astronaut(), 240, 180)).permute(2, 0, 1)[None].float() / 255  # fused: over FUSED_MIN_PIXELS
     reference, fast = [], []
     for (model, how), out in zip(paths, (reference, fast)):
         with how():
@@ -77,7 +77,7 @@ def test_every_relu6_runs_inside_its_convolution(both):
         assert not any(isinstance(m, torch.nn.ReLU6) for m in model.modules())
 
 
-@pytest.mark.parametrize("size", [(120, 160), (45, 67), (33, 32)])
+@pytest.mark.parametrize("size", [(120, 160), (135, 137), (129, 131)])  # with a batch of two, all over FUSED_MIN_PIXELS
 @pytest.mark.parametrize("layout_", ["contiguous", "channels_last"])
 def test_fused_gradients_are_eager_ones_on_odd_sizes_and_batches(both, size, layout_):
     """The gradient to the image through every kind of layer (strided, depthwise, 1x1, the head and
@@ -104,7 +104,7 @@ def test_fused_gradients_are_eager_ones_on_odd_sizes_and_batches(both, size, lay
 def test_reordered_weights_are_kept_for_a_few_shapes_only(both):
     """A live server meets many frame sizes: each convolution keeps the reordered weights of its last few."""
     model = both[1]
-    for side in range(40, 40 + 3 * fused.PACKED_SHAPES):
+    for side in range(190, 190 + 3 * fused.PACKED_SHAPES):  # each over FUSED_MIN_PIXELS
         x = torch.rand(1, 3, side, side).contiguous(memory_format=torch.channels_last).requires_grad_(True)
         torch.autograd.grad(model(x, ["blocks.1"])["blocks.1"].sum(), x)
     kept = [len(fused._PACKS[m]) for m in model.modules() if m in fused._PACKS]
@@ -159,3 +159,19 @@ def test_a_style_networks_precision_is_measured_once_and_kept(monkeypatch, tmp_p
     monkeypatch.setenv("STREAMDREAM_CPU_DTYPE", "half")
     with pytest.raises(StreamdreamError, match="STREAMDREAM_CPU_DTYPE must be one of float32, bfloat16, got 'half'"):
         layout.fastest_cpu_dtype("a test network", network)
+
+
+def test_a_small_picture_runs_eager_and_a_big_one_fused(both):
+    """Below `FUSED_MIN_PIXELS` (batch x height x width) the fused operator's higher cost per call
+    outweighs what it saves: the whole network runs eager, so it reorders no weights."""
+    model = both[1]
+
+    def step(batch: int, height: int, width: int) -> None:
+        x = torch.rand(batch, 3, height, width).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        torch.autograd.grad(model(x, ["blocks.2"])["blocks.2"].sum(), x)
+
+    fused._PACKS.clear()
+    step(1, 120, 160)  # 19.2k pixels
+    assert len(fused._PACKS) == 0
+    step(2, 120, 160)  # 38.4k
+    assert len(fused._PACKS) > 0

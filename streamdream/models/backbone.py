@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from ..errors import StreamdreamError
-from .fused import fuse_activations
+from .fused import fuse_activations, sized_for
 
 INPUT = "input"
 """Pseudo-layer: the image itself in [0, 1], for objectives on pixels (TV, L2)."""
@@ -165,13 +165,14 @@ class Backbone(nn.Module):
             out[INPUT] = image
         remaining = targets - {INPUT}
         x = self.normalize(image)
-        for stage_name, stage in zip(self.stage_names, self.stages):
-            if not remaining:
-                break
-            x = stage(x)
-            if stage_name in remaining:
-                out[stage_name] = x
-                remaining.discard(stage_name)
+        with sized_for(image):
+            for stage_name, stage in zip(self.stage_names, self.stages):
+                if not remaining:
+                    break
+                x = stage(x)
+                if stage_name in remaining:
+                    out[stage_name] = x
+                    remaining.discard(stage_name)
         return {layer: out[stage] for layer, stage in wanted.items()}
 
     def logits(self, image: torch.Tensor) -> torch.Tensor:

@@ -16,12 +16,12 @@ and backward), and the backward runs oneDNN's backward-data kernels. On a CPU, w
 Measured on the 2-core Xeon (AVX-512), lite0 forward to `blocks.4` and back at 320x240, the rows
 taking turns in one process (`benchmarks/cpu_paths.py`): the step took 0.82-0.94x the time of
 PyTorch's eager path channels-last, and 0.65x in PyTorch's default layout; a live frame at 320x240
-went from 15.5 to 17.6 fps in one run. Small pictures gain nothing (160x120: a tie) or lose (16x16:
-8.7 against 4.6 ms): the fused operator costs more per call, and a small step is made of such costs.
-The gradient is the same to float rounding (1e-6 of its mean),
-but where a rounding tips a ReLU6 over its edge, as PyTorch's two layouts also do. Anything else
-(CUDA, another dtype, autocast, weights that want gradients, dilation) runs the plain convolution
-and activation, so the GPU path is unchanged.
+went from 15.5 to 17.6 fps in one run. Small pictures lose (16x16: 8.7 against 4.6 ms): the fused
+operator costs more per call, and a small step is made of such costs, so a network run on fewer than
+`FUSED_MIN_PIXELS` pixels runs eager (`sized_for`). The gradient is the same to float rounding (1e-6
+of its mean), but where a rounding tips a ReLU6 over its edge, as PyTorch's two layouts also do.
+Anything else (CUDA, another dtype, autocast, weights that want gradients, dilation) runs the plain
+convolution and activation, so the GPU path is unchanged.
 
 `fuse_activations` sets the activation once BatchNorm is folded into the convolution (before that,
 the activation does not directly follow the convolution).
@@ -30,6 +30,7 @@ the activation does not directly follow the convolution).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -39,8 +40,27 @@ import torch.nn.functional as F
 from torch import nn
 
 PACKED_SHAPES = 4  # reordered weights kept per convolution: input shapes (a live server's few buckets and batch sizes)
+# A network run on fewer pixels than this (batch x height x width) runs eager: the fused operator's
+# fixed cost per call is higher (about 40-50 us against 17 us), and a small step is made of such
+# costs. On the 2-core Xeon, fused against eager, rows taking turns: 58x44 1.59x as long, 114x86
+# 1.12x, 160x120 1.06x (19.2k pixels), 240x180 0.83x (43.2k), four 160x120 frames 0.84x; a 160x120
+# still-effect probe (`Dreamer.still_effect`) 0.63 against 0.50 s.
+FUSED_MIN_PIXELS = 32_768
 _PACKS: weakref.WeakKeyDictionary[nn.Module, OrderedDict] = weakref.WeakKeyDictionary()
 _reference = False  # set by `reference_path`
+_small = contextvars.ContextVar("small", default=False)  # set by `sized_for`, per thread
+
+
+@contextlib.contextmanager
+def sized_for(image: torch.Tensor) -> Iterator[None]:
+    """Within it, on this thread, the convolutions run for `image` (B x C x H x W): fused only when it
+    has at least `FUSED_MIN_PIXELS` pixels. `Backbone.forward` decides so once for the whole network,
+    since a step's small deep layers pay the fixed cost either way and only its big ones gain."""
+    token = _small.set(image.shape[0] * image.shape[-2] * image.shape[-1] < FUSED_MIN_PIXELS)
+    try:
+        yield
+    finally:
+        _small.reset(token)
 
 
 @contextlib.contextmanager
@@ -80,7 +100,7 @@ class FusedConv2d(nn.Conv2d):
 
     def _fusable(self, x: torch.Tensor) -> bool:
         return (
-            not _reference and x.device.type == "cpu" and x.dim() == 4 and x.dtype == self.weight.dtype == torch.float32
+            not _reference and not _small.get() and x.device.type == "cpu" and x.dim() == 4 and x.dtype == self.weight.dtype == torch.float32
             and not self.weight.requires_grad and self.padding_mode == "zeros" and self.dilation == (1, 1)
             and isinstance(self.padding, tuple) and not torch.is_autocast_enabled("cpu") and torch.backends.mkldnn.is_available()
         )
