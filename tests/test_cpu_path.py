@@ -12,6 +12,7 @@ climbed its objective.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from collections.abc import Callable
 
@@ -175,3 +176,12 @@ def test_a_small_picture_runs_eager_and_a_big_one_fused(both):
     assert len(fused._PACKS) == 0
     step(2, 120, 160)  # 38.4k
     assert len(fused._PACKS) > 0
+
+
+def test_off_the_cpu_the_network_traces_as_one_graph(both):
+    """Off the CPU nothing runs fused, and `torch.compile` (the GPU suite's compiled step) must see the
+    plain network: one graph, no break. The meta device stands in for a GPU here."""
+    model = copy.deepcopy(both[1]).to("meta")
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(lambda x: model(x, ["blocks.4"])["blocks.4"].sum())(torch.rand(1, 3, 256, 256, device="meta"))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0)

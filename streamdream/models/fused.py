@@ -51,12 +51,19 @@ _reference = False  # set by `reference_path`
 _small = contextvars.ContextVar("small", default=False)  # set by `sized_for`, per thread
 
 
-@contextlib.contextmanager
-def sized_for(image: torch.Tensor) -> Iterator[None]:
+def sized_for(image: torch.Tensor) -> contextlib.AbstractContextManager:
     """Within it, on this thread, the convolutions run for `image` (B x C x H x W): fused only when it
     has at least `FUSED_MIN_PIXELS` pixels. `Backbone.forward` decides so once for the whole network,
-    since a step's small deep layers pay the fixed cost either way and only its big ones gain."""
-    token = _small.set(image.shape[0] * image.shape[-2] * image.shape[-1] < FUSED_MIN_PIXELS)
+    since a step's small deep layers pay the fixed cost either way and only its big ones gain. Off
+    the CPU nothing runs fused and nothing is set: `torch.compile` traces the network without a break."""
+    if image.device.type != "cpu":
+        return contextlib.nullcontext()
+    return _sized(image.shape[0] * image.shape[-2] * image.shape[-1] < FUSED_MIN_PIXELS)
+
+
+@contextlib.contextmanager
+def _sized(small: bool) -> Iterator[None]:
+    token = _small.set(small)
     try:
         yield
     finally:
@@ -100,7 +107,7 @@ class FusedConv2d(nn.Conv2d):
 
     def _fusable(self, x: torch.Tensor) -> bool:
         return (
-            not _reference and not _small.get() and x.device.type == "cpu" and x.dim() == 4 and x.dtype == self.weight.dtype == torch.float32
+            x.device.type == "cpu" and not _reference and not _small.get() and x.dim() == 4 and x.dtype == self.weight.dtype == torch.float32
             and not self.weight.requires_grad and self.padding_mode == "zeros" and self.dilation == (1, 1)
             and isinstance(self.padding, tuple) and not torch.is_autocast_enabled("cpu") and torch.backends.mkldnn.is_available()
         )
