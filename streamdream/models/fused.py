@@ -16,9 +16,9 @@ and backward), and the backward runs oneDNN's backward-data kernels. On a CPU, w
 Measured on the 2-core Xeon (AVX-512), lite0 forward to `blocks.4` and back at 320x240, the rows
 taking turns in one process (`benchmarks/cpu_paths.py`): the step took 0.82-0.94x the time of
 PyTorch's eager path channels-last (0.95x in a slower hour), and 0.65x in PyTorch's default layout;
-a live frame at 320x240 went from 15.5 to 17.6 fps in one run. Small pictures lose (16x16: 8.7 against 4.6 ms): the fused
-operator costs more per call, and a small step is made of such costs, so a network run on fewer than
-`FUSED_MIN_PIXELS` pixels runs eager (`sized_for`). The gradient is the same to float rounding (1e-6
+a live frame at 320x240 went from 15.5 to 17.6 fps in one run. Small pictures lose (16x16: 8.7
+against 4.6 ms): the fused operator costs more per call, and a small step is made of such costs, so
+a network run on fewer than `FUSED_MIN_PIXELS` pixels runs eager (`sized_for`). The gradient is the same to float rounding (1e-6
 of its mean), but where a rounding tips a ReLU6 over its edge, as PyTorch's two layouts also do.
 Anything else (CUDA, another dtype, autocast, weights that want gradients, dilation) runs the plain
 convolution and activation, so the GPU path is unchanged.
