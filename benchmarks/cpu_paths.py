@@ -8,6 +8,9 @@ oneDNN primitive, weights reordered once, the gradient to the input only), `fp32
 plain convolutions (`fused.reference_path`); `fused_vs_eager` is their ratio, channels-last, in each
 round. Also measured:
 
+- `kept_memory`: the product's step in new processes, glibc's default malloc against
+  `runtime.keep_freed_memory` (which `configure` sets on the CPU, as it is for every row here), taking
+  turns over the rounds: `default_ms`, `kept_ms`, and their ratio in each round;
 - `second_thread_ms`: the chosen path's step on a new thread while the thread that ran the rows above
   keeps its OpenMP team (what the live engine suffered before `runtime.on_own_thread`), against the
   same step on that thread;
@@ -47,7 +50,7 @@ import torch  # noqa: E402
 
 from streamdream.models import create_model, layout  # noqa: E402
 from streamdream.models.fused import reference_path  # noqa: E402
-from streamdream.runtime import on_own_thread  # noqa: E402
+from streamdream.runtime import configure, keep_freed_memory, on_own_thread  # noqa: E402
 from streamdream.settings import DEFAULT_BUILTIN_STYLE, STYLE_METHOD  # noqa: E402
 
 LAYER = "blocks.4"
@@ -116,6 +119,34 @@ def run(resolution: str, repeats: int, threads: int | None, compile_: bool) -> d
         report["compile"] = {"compile_and_first_steps_s": round(time.perf_counter() - started, 1), "first_ms": round(first, 1),
                              "step_ms": round(step_ms(compiled, size, chosen.memory_format, None, repeats), 1)}
     return report
+
+
+def kept_memory(resolution: str, repeats: int) -> dict:
+    """The chosen path's step in a new process each time, glibc's malloc as it comes against
+    `keep_freed_memory`, the two taking turns; the step runs on a thread of its own, as the live
+    engine's does."""
+    timings: dict[str, list[float]] = {"default": [], "kept": []}
+    for _ in range(ROUNDS):
+        for memory in timings:
+            done = subprocess.run([sys.executable, __file__, "--resolution", resolution, "--repeats", str(repeats), "--one-step", memory],
+                                  check=True, capture_output=True, text=True)
+            timings[memory].append(float(done.stdout.split()[-1]))
+    return {"default_ms": round(statistics.median(timings["default"]), 1), "kept_ms": round(statistics.median(timings["kept"]), 1),
+            "kept_vs_default": [round(kept / default, 2) for kept, default in zip(timings["kept"], timings["default"])]}
+
+
+def one_step_ms(resolution: str, repeats: int, memory: str) -> float:
+    """`kept_memory`'s measurement, in its own process."""
+    if memory == "kept":
+        keep_freed_memory()
+    width, height = (int(v) for v in resolution.split("x"))
+
+    def measure() -> float:
+        model = create_model(device="cpu")
+        step_ms(model, (height, width), model.memory_format, None, 4)  # the plans made, the heap grown
+        return step_ms(model, (height, width), model.memory_format, None, repeats)
+
+    return on_own_thread(measure)
 
 
 def dream_command_s(picture: Path, runs: int) -> list[float]:
@@ -189,8 +220,14 @@ def main() -> None:
     parser.add_argument("--targets", action="store_true", help="also measure issue #24's figures: live fps, four sessions, a still end to end (about 2 min)")
     parser.add_argument("--frames", type=int, default=120, help="--targets: live results per run (default %(default)s)")
     parser.add_argument("--runs", type=int, default=3, help="--targets: timed runs of each command (default %(default)s)")
+    parser.add_argument("--one-step", choices=("default", "kept"), help=argparse.SUPPRESS)  # kept_memory's child process
     args = parser.parse_args()
+    if args.one_step:
+        print(one_step_ms(args.resolution, args.repeats, args.one_step))
+        return
+    configure("cpu")
     report = on_own_thread(run, args.resolution, args.repeats, args.threads, args.compile_)
+    report["kept_memory"] = kept_memory(args.resolution, args.repeats)
     if args.targets:
         report["laptop_path"] = targets(args.frames, args.runs)
     print(json.dumps(report))

@@ -249,13 +249,16 @@ def test_create_model_layout_follows_the_request():
     assert torch.allclose(nhwc(x, ["blocks.2"])["blocks.2"], nchw(x, ["blocks.2"])["blocks.2"], atol=1e-4)
 
 
-def test_configure_sets_threads_and_returns_the_device():
+def test_configure_sets_threads_and_returns_the_device(monkeypatch):
+    from streamdream import runtime
     from streamdream.runtime import configure
 
+    kept = []
+    monkeypatch.setattr(runtime, "keep_freed_memory", lambda: kept.append(True))
     before = torch.get_num_threads(), torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()
     try:
         assert configure("cpu", threads=1) == torch.device("cpu")
-        assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1 and kept  # and the CPU's memory is kept for the next step
         assert configure("auto").type in ("cpu", "cuda", "mps")
         assert torch.get_num_threads() == 1  # threads=None leaves them alone
         if not torch.cuda.is_available():
