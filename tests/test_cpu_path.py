@@ -103,13 +103,13 @@ def test_fused_gradients_are_eager_ones_on_odd_sizes_and_batches(both, size, lay
 
 
 def test_reordered_weights_are_kept_for_a_few_shapes_only(both):
-    """A live server meets many frame sizes: each convolution keeps the reordered weights of its last few."""
+    """A live server meets many frame sizes: each convolution keeps the plans (reordered weights) of its last few."""
     model = both[1]
     for side in range(190, 190 + 3 * fused.PACKED_SHAPES):  # each over FUSED_MIN_PIXELS
         x = torch.rand(1, 3, side, side).contiguous(memory_format=torch.channels_last).requires_grad_(True)
         torch.autograd.grad(model(x, ["blocks.1"])["blocks.1"].sum(), x)
     kept = [len(fused._PACKS[m]) for m in model.modules() if m in fused._PACKS]
-    assert kept and max(kept) == 2 * fused.PACKED_SHAPES  # forward and backward, the newest shapes
+    assert kept and max(kept) == fused.PACKED_SHAPES  # the newest shapes
 
 
 def test_the_layout_is_measured_once_and_kept(both, monkeypatch, tmp_path):

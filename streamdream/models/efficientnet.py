@@ -20,7 +20,6 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import StreamdreamError
@@ -78,16 +77,17 @@ class SameConv2d(FusedConv2d):
 
     With stride 1 that is the symmetric `kernel // 2`, which the convolution pads itself. A strided one
     pads by what its input size needs, the extra pixel at the bottom and right as TensorFlow does,
-    which no symmetric padding reproduces (the weights were trained with it).
+    which no symmetric padding of the same kernel reproduces (the weights were trained with it; the
+    fused CPU path gives the kernel a zero tap on the top and left instead: `FusedConv2d._unpadded`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
         super().__init__(in_channels, out_channels, kernel, stride, padding=kernel // 2 if stride == 1 else 0, groups=groups, bias=False)
 
-    def pad(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride[0] > 1:
-            x = F.pad(x, (*self._padding(x.shape[-1]), *self._padding(x.shape[-2])))
-        return x
+    def extra_padding(self, height: int, width: int) -> tuple[int, int, int, int]:
+        if self.stride[0] == 1:
+            return 0, 0, 0, 0
+        return *self._padding(width), *self._padding(height)
 
     def _padding(self, size: int) -> tuple[int, int]:
         stride, kernel = self.stride[0], self.kernel_size[0]

@@ -11,7 +11,10 @@ and backward), and the backward runs oneDNN's backward-data kernels. On a CPU, w
 - hands oneDNN its weights already reordered (`_reorder_convolution_weight`), once per input shape;
 - takes the gradient to its input only, and for a stride-1 convolution (every 1x1 and depthwise layer
   of EfficientNet-Lite) as a forward convolution of the gradient with the transposed, flipped kernel,
-  also reordered once: oneDNN's forward kernels are faster than its backward-data ones.
+  also reordered once: oneDNN's forward kernels are faster than its backward-data ones;
+- pads unevenly (TensorFlow's "same" padding of a strided layer) without copying its input into a
+  padded one: the kernel takes a zero row or column on the side padded less, and the convolution pads
+  symmetrically (`FusedConv2d._unpadded`).
 
 Measured on the 2-core Xeon (AVX-512), lite0 forward to `blocks.4` and back at 320x240, the rows
 taking turns in one process (`benchmarks/cpu_paths.py`): the step took 0.82-0.94x the time of
@@ -34,12 +37,13 @@ import contextvars
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-PACKED_SHAPES = 4  # reordered weights kept per convolution: input shapes (a live server's few buckets and batch sizes)
+PACKED_SHAPES = 4  # plans (reordered weights) kept per convolution: input shapes (a live server's few buckets and batch sizes)
 # A network run on fewer pixels than this (batch x height x width) runs eager: the fused operator's
 # fixed cost per call is higher (about 40-50 us against 17 us), and a small step is made of such
 # costs. On the 2-core Xeon, fused against eager, rows taking turns: 58x44 1.59x as long, 114x86
@@ -82,25 +86,39 @@ def reference_path() -> Iterator[None]:
         _reference = before
 
 
+class _Plan(NamedTuple):
+    """Everything one convolution needs to run fused on inputs of one shape, made once: oneDNN's
+    reordered weights for the forward convolution and (stride 1) for the input gradient's, the kernel
+    and symmetric padding they were made from, and the operator's arguments."""
+
+    packed: torch.Tensor
+    transposed: torch.Tensor | None  # the input gradient's weights; None: oneDNN's backward from `weight`
+    weight: torch.Tensor
+    padding: list[int]
+    stride: list[int]
+    activation: str
+    scalars: list[float]
+
+
 class FusedConv2d(nn.Conv2d):
     """A convolution that may carry the activation after it (`activation`: "relu6" or None), fused on a CPU.
 
-    `pad` is what a subclass does to the input first (TensorFlow's "same" padding); the convolution's
-    own padding is symmetric.
+    `extra_padding` is what a subclass pads the input by first, uneven if it likes (TensorFlow's
+    "same" padding); the convolution's own padding is symmetric.
     """
 
     activation: str | None = None
 
-    def pad(self, x: torch.Tensor) -> torch.Tensor:
-        return x
+    def extra_padding(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """Zeros around an input of this size (left, right, top, bottom), before the convolution's own padding."""
+        return 0, 0, 0, 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pad(x)
         if not self._fusable(x):
-            y = super().forward(x)
+            pads = self.extra_padding(*x.shape[-2:])
+            y = super().forward(F.pad(x, pads) if any(pads) else x)
             return F.relu6(y) if self.activation == "relu6" else y
-        packed = self._packed(x)
-        return _ConvActivation.apply(x, self.bias, packed, self)
+        return _ConvActivation.apply(x, self.bias, self._plan(x), self)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", activation={self.activation}" if self.activation else "")
@@ -120,21 +138,44 @@ class FusedConv2d(nn.Conv2d):
             and (self.groups == 1 or self.groups == self.in_channels == self.out_channels)
         )
 
-    def _packed(self, x: torch.Tensor, *, transposed: bool = False) -> torch.Tensor:
-        """The weights reordered for oneDNN for inputs like `x`: the forward convolution's, or with
-        `transposed` the input gradient's (`transposed_weight`, stride 1); made once per input shape
-        and kept, new ones for weights changed in place."""
-        packs = _PACKS.setdefault(self, OrderedDict())
-        key = (transposed, tuple(x.shape), x.is_contiguous(memory_format=torch.channels_last), self.weight.data_ptr(), self.weight._version)
-        if key in packs:
+    def _plan(self, x: torch.Tensor) -> _Plan:
+        """The plan for inputs like `x`, made once per input shape and kept; new ones for weights changed in place."""
+        packs = _PACKS.get(self)
+        if packs is None:
+            packs = _PACKS[self] = OrderedDict()
+        key = (x.shape, x.is_contiguous(memory_format=torch.channels_last), self.weight.data_ptr(), self.weight._version)
+        plan = packs.get(key)
+        if plan is not None:
             packs.move_to_end(key)
-            return packs[key]
-        weight, stride = (self.transposed_weight(), [1, 1]) if transposed else (self.weight, list(self.stride))
-        packed = torch.ops.mkldnn._reorder_convolution_weight(weight, list(self.padding), stride, [1, 1], self.groups, list(x.shape))
-        packs[key] = packed
-        while len(packs) > 2 * PACKED_SHAPES:
+            return plan
+        weight, padding = self._unpadded(*x.shape[-2:])
+        reorder = torch.ops.mkldnn._reorder_convolution_weight
+        transposed = None
+        if self.transposable():  # the output has the input's size
+            gradient_shape = [x.shape[0], self.out_channels, *x.shape[-2:]]
+            transposed = reorder(self.transposed_weight(), padding, [1, 1], [1, 1], self.groups, gradient_shape)
+        relu6 = self.activation == "relu6"
+        plan = packs[key] = _Plan(
+            reorder(weight, padding, list(self.stride), [1, 1], self.groups, list(x.shape)), transposed, weight, padding,
+            list(self.stride), "hardtanh" if relu6 else "none", [0.0, 6.0] if relu6 else [],
+        )
+        while len(packs) > PACKED_SHAPES:
             packs.popitem(last=False)
-        return packed
+        return plan
+
+    def _unpadded(self, height: int, width: int) -> tuple[torch.Tensor, list[int]]:
+        """A kernel and symmetric padding that give this convolution on an input of this size not
+        padded by `extra_padding`: where the padding is uneven, the kernel takes zero taps on the
+        side padded less. The input is then never copied into a padded one, a copy that took as long
+        as the depthwise convolution it fed (blocks.1's at 320x240 on the 2-core Xeon: 1.1 ms forward
+        and 1.6 ms back with the copy, 0.45 and 0.5 ms without)."""
+        left, right, top, bottom = self.extra_padding(height, width)
+        top, bottom = top + self.padding[0], bottom + self.padding[0]
+        left, right = left + self.padding[1], right + self.padding[1]
+        rows, columns = max(top, bottom), max(left, right)
+        if (top, left) == (bottom, right):
+            return self.weight, [rows, columns]
+        return F.pad(self.weight, (columns - left, columns - right, rows - top, rows - bottom)), [rows, columns]
 
     def transposed_weight(self) -> torch.Tensor:
         """The kernel of the input gradient's forward convolution: channels swapped (one group) and flipped."""
@@ -146,28 +187,24 @@ class _ConvActivation(torch.autograd.Function):
     """Convolution (+ ReLU6) forward as one oneDNN primitive; backward to the input only."""
 
     @staticmethod
-    def forward(ctx, x, bias, packed, conv):
-        relu6 = conv.activation == "relu6"
-        y = torch.ops.mkldnn._convolution_pointwise(
-            x, packed, bias, list(conv.padding), list(conv.stride), [1, 1], conv.groups,
-            "hardtanh" if relu6 else "none", [0.0, 6.0] if relu6 else [], "",
-        )
-        ctx.conv = conv
-        ctx.save_for_backward(None if conv.transposable() else x, y if relu6 else None)  # x: only its shape, for oneDNN's backward
+    def forward(ctx, x, bias, plan, conv):
+        y = torch.ops.mkldnn._convolution_pointwise(x, plan.packed, bias, plan.padding, plan.stride, [1, 1], conv.groups, plan.activation, plan.scalars, "")
+        ctx.plan, ctx.groups = plan, conv.groups
+        # x is kept only where oneDNN's backward wants it (its shape); y for ReLU6's gradient
+        ctx.save_for_backward(x if plan.transposed is None else None, y if plan.scalars else None)
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        conv: FusedConv2d = ctx.conv
+        plan: _Plan = ctx.plan
         x, y = ctx.saved_tensors
         if y is not None:  # ReLU6 passes the gradient where its output is strictly inside (0, 6), as its input was
             grad = torch.ops.aten.hardtanh_backward(grad, y, 0.0, 6.0)
-        if conv.transposable():
-            packed = conv._packed(grad, transposed=True)
-            grad_x = torch.ops.mkldnn._convolution_pointwise(grad, packed, None, list(conv.padding), [1, 1], [1, 1], conv.groups, "none", [], "")
+        if plan.transposed is not None:
+            grad_x = torch.ops.mkldnn._convolution_pointwise(grad, plan.transposed, None, plan.padding, [1, 1], [1, 1], ctx.groups, "none", [], "")
         else:
             grad_x = torch.ops.aten.convolution_backward(
-                grad, x, conv.weight, None, list(conv.stride), list(conv.padding), [1, 1], False, [0, 0], conv.groups, [True, False, False]
+                grad, x, plan.weight, None, plan.stride, plan.padding, [1, 1], False, [0, 0], ctx.groups, [True, False, False]
             )[0]
         return grad_x, None, None, None
 
