@@ -172,9 +172,9 @@ def test_a_small_picture_runs_eager_and_a_big_one_fused(both):
         torch.autograd.grad(model(x, ["blocks.2"])["blocks.2"].sum(), x)
 
     fused._PACKS.clear()
-    step(1, 120, 160)  # 19.2k pixels
+    step(1, 60, 80)  # 4.8k pixels
     assert len(fused._PACKS) == 0
-    step(2, 120, 160)  # 38.4k
+    step(2, 60, 80)  # 9.6k
     assert len(fused._PACKS) > 0
 
 

@@ -19,8 +19,8 @@ and backward), and the backward runs oneDNN's backward-data kernels. On a CPU, w
 Measured on the 2-core Xeon (AVX-512), lite0 forward to `blocks.4` and back at 320x240, the rows
 taking turns in one process (`benchmarks/cpu_paths.py`): the step took 0.82-0.94x the time of
 PyTorch's eager path channels-last (0.95x in a slower hour), and 0.65x in PyTorch's default layout;
-a live frame at 320x240 went from 15.5 to 17.6 fps in one run. Small pictures lose (16x16: 8.7
-against 4.6 ms): the fused operator costs more per call, and a small step is made of such costs, so
+a live frame at 320x240 went from 15.5 to 17.6 fps in one run. Small pictures lose (16x16: 8.1
+against 5.1 ms): the fused operator costs more per call, and a small step is made of such costs, so
 a network run on fewer than `FUSED_MIN_PIXELS` pixels runs eager (`sized_for`). The gradient is the same to float rounding (1e-6
 of its mean), but where a rounding tips a ReLU6 over its edge, as PyTorch's two layouts also do.
 Anything else (CUDA, another dtype, autocast, weights that want gradients, dilation) runs the plain
@@ -45,11 +45,11 @@ from torch import nn
 
 PACKED_SHAPES = 4  # plans (reordered weights) kept per convolution: input shapes (a live server's few buckets and batch sizes)
 # A network run on fewer pixels than this (batch x height x width) runs eager: the fused operator's
-# fixed cost per call is higher (about 40-50 us against 17 us), and a small step is made of such
-# costs. On the 2-core Xeon, fused against eager, rows taking turns: 58x44 1.59x as long, 114x86
-# 1.12x, 160x120 1.06x (19.2k pixels), 240x180 0.83x (43.2k), four 160x120 frames 0.84x; a 160x120
-# still-effect probe (`Dreamer.still_effect`) 0.63 against 0.50 s.
-FUSED_MIN_PIXELS = 32_768
+# fixed cost per call is higher (about 50 us), and a small step is made of such costs. On the 2-core
+# Xeon, fused against eager, in one process: 16x16 1.6x as long, 64x64 1.2x, 100x75 (7.5k pixels)
+# 1.0x, 114x86 0.95x, 160x120 0.89x, three 160x120 frames 0.85x; a 160x120 still-effect probe
+# (`Dreamer.still_effect`, octaves down to 58x44) 0.88x of its time with the bound at 32k.
+FUSED_MIN_PIXELS = 8_192
 _PACKS: weakref.WeakKeyDictionary[nn.Module, OrderedDict] = weakref.WeakKeyDictionary()
 _reference = False  # set by `reference_path`
 _small = contextvars.ContextVar("small", default=False)  # set by `sized_for`, per thread
