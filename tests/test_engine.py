@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from streamdream.dream import Dreamer
+from streamdream import engine as engine_module
 from streamdream.engine import FairLock, FrameLost, LiveEngine
 from streamdream.errors import StreamdreamError
 from streamdream.carry import FrameMode
@@ -162,6 +163,17 @@ def test_run_works_on_a_thread_that_ends_with_the_work(engine):
     assert ran_on is not threading.current_thread()
     ran_on.join(timeout=30)
     assert not ran_on.is_alive()  # its thread (and any OpenMP team it started) is gone
+
+
+def test_run_hands_the_memory_of_its_work_back_after_it(engine, monkeypatch):
+    """The CPU keeps what a step frees for the next (`runtime.keep_freed_memory`); a one-off render
+    (a web app's still) gives it back, whether it succeeded or not."""
+    released = []
+    monkeypatch.setattr(engine_module, "release_memory", lambda: released.append(True))
+    assert engine.run(lambda: len(released)) == 0 and released == [True]
+    with pytest.raises(ZeroDivisionError):
+        engine.run(lambda: 1 / 0)
+    assert released == [True, True]
 
 
 def test_a_serialized_mode_takes_turns_with_live_frames(engine):
