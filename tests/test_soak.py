@@ -91,5 +91,6 @@ def test_a_model_step_reuses_the_memory_of_the_last_without_page_faults():
         return int(done.stdout.split()[-1])
 
     kept, default = faults("keep"), faults("default")
-    assert kept < 300, kept  # three steps of about 100 MB each, next to no page new (measured: 0)
-    assert default > 3000, default  # glibc's defaults: thousands of pages a step (measured: 17-21k in three)
+    # three steps of about 100 MB each: no page new (measured 0 in 11 runs of 12, 675 pages of heap grown once)
+    assert kept < 1500, kept
+    assert default > 5000, default  # glibc's defaults: thousands of pages a step (measured: 12.7-21k in three)
