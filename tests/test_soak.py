@@ -8,6 +8,7 @@ full run on a quiet machine, not here.
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -81,7 +82,7 @@ print(runtime.on_own_thread(faults))  # the live engine's case: a thread of its 
 """
 
 
-@pytest.mark.skipif(runtime._libc("mallopt") is None, reason="the C library has no mallopt (not glibc)")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
 def test_a_model_step_reuses_the_memory_of_the_last_without_page_faults():
     """`keep_freed_memory` (set by `configure` on the CPU): a step's freed blocks serve the next step,
     where glibc's defaults hand them back and fault every page in again."""
