@@ -96,6 +96,7 @@ class _Plan(NamedTuple):
     weight: torch.Tensor
     padding: list[int]
     stride: list[int]
+    groups: int
     activation: str
     scalars: list[float]
 
@@ -118,7 +119,7 @@ class FusedConv2d(nn.Conv2d):
             pads = self.extra_padding(*x.shape[-2:])
             y = super().forward(F.pad(x, pads) if any(pads) else x)
             return F.relu6(y) if self.activation == "relu6" else y
-        return _ConvActivation.apply(x, self.bias, self._plan(x), self)
+        return _ConvActivation.apply(x, self.bias, self._plan(x))
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", activation={self.activation}" if self.activation else "")
@@ -157,7 +158,7 @@ class FusedConv2d(nn.Conv2d):
         relu6 = self.activation == "relu6"
         plan = packs[key] = _Plan(
             reorder(weight, padding, list(self.stride), [1, 1], self.groups, list(x.shape)), transposed, weight, padding,
-            list(self.stride), "hardtanh" if relu6 else "none", [0.0, 6.0] if relu6 else [],
+            list(self.stride), self.groups, "hardtanh" if relu6 else "none", [0.0, 6.0] if relu6 else [],
         )
         while len(packs) > PACKED_SHAPES:
             packs.popitem(last=False)
@@ -187,9 +188,9 @@ class _ConvActivation(torch.autograd.Function):
     """Convolution (+ ReLU6) forward as one oneDNN primitive; backward to the input only."""
 
     @staticmethod
-    def forward(ctx, x, bias, plan, conv):
-        y = torch.ops.mkldnn._convolution_pointwise(x, plan.packed, bias, plan.padding, plan.stride, [1, 1], conv.groups, plan.activation, plan.scalars, "")
-        ctx.plan, ctx.groups = plan, conv.groups
+    def forward(ctx, x, bias, plan):
+        y = torch.ops.mkldnn._convolution_pointwise(x, plan.packed, bias, plan.padding, plan.stride, [1, 1], plan.groups, plan.activation, plan.scalars, "")
+        ctx.plan = plan
         # x is kept only where oneDNN's backward wants it (its shape); y for ReLU6's gradient
         ctx.save_for_backward(x if plan.transposed is None else None, y if plan.scalars else None)
         return y
@@ -201,12 +202,12 @@ class _ConvActivation(torch.autograd.Function):
         if y is not None:  # ReLU6 passes the gradient where its output is strictly inside (0, 6), as its input was
             grad = torch.ops.aten.hardtanh_backward(grad, y, 0.0, 6.0)
         if plan.transposed is not None:
-            grad_x = torch.ops.mkldnn._convolution_pointwise(grad, plan.transposed, None, plan.padding, [1, 1], [1, 1], ctx.groups, "none", [], "")
+            grad_x = torch.ops.mkldnn._convolution_pointwise(grad, plan.transposed, None, plan.padding, [1, 1], [1, 1], plan.groups, "none", [], "")
         else:
             grad_x = torch.ops.aten.convolution_backward(
-                grad, x, plan.weight, None, plan.stride, plan.padding, [1, 1], False, [0, 0], ctx.groups, [True, False, False]
+                grad, x, plan.weight, None, plan.stride, plan.padding, [1, 1], False, [0, 0], plan.groups, [True, False, False]
             )[0]
-        return grad_x, None, None, None
+        return grad_x, None, None
 
 
 def fuse_activations(module: nn.Module) -> int:
