@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import json
 from collections.abc import Callable
 
@@ -78,7 +79,7 @@ def test_every_relu6_runs_inside_its_convolution(both):
         assert not any(isinstance(m, torch.nn.ReLU6) for m in model.modules())
 
 
-@pytest.mark.parametrize("size", [(120, 160), (135, 137), (129, 131)])  # with a batch of two, all over FUSED_MIN_PIXELS
+@pytest.mark.parametrize("size", [(120, 160), (135, 137), (129, 131)])  # all over FUSED_MIN_PIXELS
 @pytest.mark.parametrize("layout_", ["contiguous", "channels_last"])
 def test_fused_gradients_are_eager_ones_on_odd_sizes_and_batches(both, size, layout_):
     """The gradient to the image through every kind of layer (strided, depthwise, 1x1, the head and
@@ -100,6 +101,50 @@ def test_fused_gradients_are_eager_ones_on_odd_sizes_and_batches(both, size, lay
     assert fast.shape == image.shape and eager.abs().max() > 0
     assert (fast - eager).abs().mean() <= 1e-3 * eager.abs().mean()
     torch.testing.assert_close(fast_logits, eager_logits, rtol=1e-4, atol=1e-4)  # logits of about 10: measured 2e-5 apart
+
+
+@pytest.mark.parametrize("asked, used", [(["stem", "blocks.1", "blocks.4"], ["blocks.1"]), (["blocks.0", "head"], ["blocks.0", "head"])])
+def test_fused_gradients_of_some_of_the_layers_asked_for_are_eager_ones(both, asked, used):
+    """Style asks for several layers at once and an objective may use only some of them: the gradient
+    flows from those alone, through the layers between them and below."""
+    model = both[1]
+    image = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(1)).contiguous(memory_format=model.memory_format)
+
+    def gradient() -> torch.Tensor:
+        x = image.clone().requires_grad_(True)
+        acts = model(x, asked)
+        assert list(acts) == asked and all(a.requires_grad for a in acts.values())
+        return torch.autograd.grad(sum(acts[layer].pow(2).mean() for layer in used), x)[0]
+
+    fast = gradient()
+    with reference_path():
+        eager = gradient()
+    assert eager.abs().max() > 0 and (fast - eager).abs().mean() <= 1e-3 * eager.abs().mean()
+
+
+def test_a_fused_step_leaves_no_garbage_and_backpropagates_once(both):
+    """The fused run keeps its activations until its backward and lets them go there, or with its
+    outputs when no backward comes, without a reference cycle (one would hold a step's activations
+    until Python's garbage collector happened to run)."""
+    model = both[1]
+    image = torch.rand(1, 3, 96, 128).contiguous(memory_format=torch.channels_last)
+    gc.collect()
+    gc.disable()
+    try:
+        for backward in (True, False, True):
+            x = image.clone().requires_grad_(True)
+            acts = model(x, ["stem", "blocks.4"])  # the stem's output is also what its ReLU6's gradient keeps
+            if backward:
+                torch.autograd.grad(acts["blocks.4"].sum(), x)
+            del acts
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+    x = image.clone().requires_grad_(True)
+    value = model(x, ["blocks.2"])["blocks.2"].sum()
+    torch.autograd.grad(value, x, retain_graph=True)
+    with pytest.raises(RuntimeError, match="one backward pass only"):
+        torch.autograd.grad(value, x)
 
 
 def test_reordered_weights_are_kept_for_a_few_shapes_only(both):
@@ -163,8 +208,9 @@ def test_a_style_networks_precision_is_measured_once_and_kept(monkeypatch, tmp_p
 
 
 def test_a_small_picture_runs_eager_and_a_big_one_fused(both):
-    """Below `FUSED_MIN_PIXELS` (batch x height x width) the fused operator's higher cost per call
-    outweighs what it saves: the whole network runs eager, so it reorders no weights."""
+    """Below `FUSED_MIN_PIXELS` (height x width) the fused operator's higher cost per call outweighs
+    what it saves: the whole network runs eager, so it reorders no weights. A batch of small pictures
+    does too, so a live frame runs the same way batched with others or alone."""
     model = both[1]
 
     def step(batch: int, height: int, width: int) -> None:
@@ -172,9 +218,10 @@ def test_a_small_picture_runs_eager_and_a_big_one_fused(both):
         torch.autograd.grad(model(x, ["blocks.2"])["blocks.2"].sum(), x)
 
     fused._PACKS.clear()
-    step(1, 60, 80)  # 4.8k pixels
+    step(1, 48, 64)  # 3.1k pixels
+    step(4, 48, 64)
     assert len(fused._PACKS) == 0
-    step(2, 60, 80)  # 9.6k
+    step(1, 64, 80)  # 5.1k
     assert len(fused._PACKS) > 0
 
 

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from ..errors import StreamdreamError
-from .fused import fuse_activations, sized_for
+from .fused import fuse_activations, run_stages
 
 INPUT = "input"
 """Pseudo-layer: the image itself in [0, 1], for objectives on pixels (TV, L2)."""
@@ -159,20 +159,11 @@ class Backbone(nn.Module):
         Stops after the deepest requested stage. The returned dict is keyed by the names asked for.
         """
         wanted = {layer: self.resolve(layer) for layer in layers}
-        targets = set(wanted.values())
-        out: dict[str, torch.Tensor] = {}
-        if INPUT in targets:
-            out[INPUT] = image
-        remaining = targets - {INPUT}
-        x = self.normalize(image)
-        with sized_for(image):
-            for stage_name, stage in zip(self.stage_names, self.stages):
-                if not remaining:
-                    break
-                x = stage(x)
-                if stage_name in remaining:
-                    out[stage_name] = x
-                    remaining.discard(stage_name)
+        indices = {self.stage_names.index(stage) for stage in wanted.values() if stage != INPUT}
+        out = {INPUT: image}
+        if indices:
+            outputs = run_stages(self.stages, self.normalize(image), indices)
+            out.update((self.stage_names[index], activation) for index, activation in outputs.items())
         return {layer: out[stage] for layer, stage in wanted.items()}
 
     def logits(self, image: torch.Tensor) -> torch.Tensor:

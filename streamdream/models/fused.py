@@ -3,28 +3,33 @@
 A dream or style step runs the frozen network forward and back to the image, never to the weights.
 PyTorch's eager CPU path does more than that: each convolution and its ReLU6 are two passes over the
 activation, each convolution reorders its weights into oneDNN's blocked layout on every call (forward
-and backward), and the backward runs oneDNN's backward-data kernels. On a CPU, with the network frozen,
-`FusedConv2d` instead:
+and backward), the backward runs oneDNN's backward-data kernels, and every layer is a module call and
+an autograd node of its own. On a CPU, with the network frozen, `run_stages` runs the leading stages
+that are chains of convolutions (`ConvChain`: EfficientNet-Lite's stem, blocks and head) as one
+autograd function, which:
 
-- runs convolution and ReLU6 as one oneDNN primitive (`torch.ops.mkldnn._convolution_pointwise`, the
-  fused operator PyTorch's own compiler emits for inference), saving the activated output only;
+- runs each convolution and its ReLU6 as one oneDNN primitive (`torch.ops.mkldnn._convolution_pointwise`,
+  the fused operator PyTorch's own compiler emits for inference), saving the activated output only;
 - hands oneDNN its weights already reordered (`_reorder_convolution_weight`), once per input shape;
 - takes the gradient to its input only, and for a stride-1 convolution (every 1x1 and depthwise layer
   of EfficientNet-Lite) as a forward convolution of the gradient with the transposed, flipped kernel,
   also reordered once: oneDNN's forward kernels are faster than its backward-data ones;
 - pads unevenly (TensorFlow's "same" padding of a strided layer) without copying its input into a
   padded one: the kernel takes a zero row or column on the side padded less, and the convolution pads
-  symmetrically (`FusedConv2d._unpadded`).
+  symmetrically (`FusedConv2d._unpadded`);
+- walks the layers in a plain loop forward and back, with no module calls and no autograd node per
+  layer, and lets go of each gradient as soon as the layer below has used it.
 
 Measured on the 2-core Xeon (AVX-512), lite0 forward to `blocks.4` and back at 320x240, the rows
-taking turns in one process (`benchmarks/cpu_paths.py`): the step took 0.82-0.94x the time of
-PyTorch's eager path channels-last (0.95x in a slower hour), and 0.65x in PyTorch's default layout;
-a live frame at 320x240 went from 15.5 to 17.6 fps in one run. Small pictures lose (16x16: 8.1
-against 5.1 ms): the fused operator costs more per call, and a small step is made of such costs, so
-a network run on fewer than `FUSED_MIN_PIXELS` pixels runs eager (`sized_for`). The gradient is the same to float rounding (1e-6
+taking turns in one process (`benchmarks/cpu_paths.py`): with one autograd function per convolution
+the step took 0.82-0.94x the time of PyTorch's eager path channels-last, and 0.65x in PyTorch's
+default layout; one function for the whole run then took 0.76-0.86x of that (the gradient bit-identical).
+Small pictures lose: the fused operator costs more per call (about 50 us against 20 for a small 1x1
+convolution), and a small step is made of such costs, so a network run on fewer than
+`FUSED_MIN_PIXELS` pixels runs eager. The gradient is the same as the eager one to float rounding (1e-6
 of its mean), but where a rounding tips a ReLU6 over its edge, as PyTorch's two layouts also do.
 Anything else (CUDA, another dtype, autocast, weights that want gradients, dilation) runs the plain
-convolution and activation, so the GPU path is unchanged.
+convolution and activation module by module, so the GPU path is unchanged.
 
 `fuse_activations` sets the activation once BatchNorm is folded into the convolution (before that,
 the activation does not directly follow the convolution).
@@ -33,57 +38,89 @@ the activation does not directly follow the convolution).
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 PACKED_SHAPES = 4  # plans (reordered weights) kept per convolution: input shapes (a live server's few buckets and batch sizes)
-# A network run on fewer pixels than this (batch x height x width) runs eager: the fused operator's
-# fixed cost per call is higher (about 50 us), and a small step is made of such costs. On the 2-core
-# Xeon, fused against eager, in one process: 16x16 1.6x as long, 64x64 1.2x, 100x75 (7.5k pixels)
-# 1.0x, 114x86 0.95x, 160x120 0.89x, three 160x120 frames 0.85x; a 160x120 still-effect probe
-# (`Dreamer.still_effect`, octaves down to 58x44) 0.88x of its time with the bound at 32k.
-FUSED_MIN_PIXELS = 8_192
+# A network run on pictures of fewer pixels than this (height x width) runs eager: the fused operator's
+# fixed cost per call is higher, and a small step is made of such costs. On the 2-core Xeon, the whole
+# run fused against eager, four rounds taking turns in one process: 16x16 1.12-1.18x as long, 58x44
+# 1.01-1.14x, 64x64 0.89-1.11x, 96x72 0.71-0.95x, 160x120 0.67-0.82x. Per picture, not per batch, so
+# that a live frame takes the same path batched with other visitors' or alone (the two paths round
+# differently, and a warm-started stream carries a difference on).
+FUSED_MIN_PIXELS = 4_096
 _PACKS: weakref.WeakKeyDictionary[nn.Module, OrderedDict] = weakref.WeakKeyDictionary()
 _reference = False  # set by `reference_path`
-_small = contextvars.ContextVar("small", default=False)  # set by `sized_for`, per thread
-
-
-def sized_for(image: torch.Tensor) -> contextlib.AbstractContextManager:
-    """Within it, on this thread, the convolutions run for `image` (B x C x H x W): fused only when it
-    has at least `FUSED_MIN_PIXELS` pixels. `Backbone.forward` decides so once for the whole network,
-    since a step's small deep layers pay the fixed cost either way and only its big ones gain. Off
-    the CPU nothing runs fused and nothing is set: `torch.compile` traces the network without a break."""
-    if image.device.type != "cpu":
-        return contextlib.nullcontext()
-    return _sized(image.shape[0] * image.shape[-2] * image.shape[-1] < FUSED_MIN_PIXELS)
-
-
-@contextlib.contextmanager
-def _sized(small: bool) -> Iterator[None]:
-    token = _small.set(small)
-    try:
-        yield
-    finally:
-        _small.reset(token)
 
 
 @contextlib.contextmanager
 def reference_path() -> Iterator[None]:
-    """Within it, every `FusedConv2d` in the process runs PyTorch's plain eager convolution and
-    activation: the path the fused one is compared with (`benchmarks/cpu_paths.py`, the tests)."""
+    """Within it, every network in the process runs PyTorch's plain eager convolutions and activations,
+    module by module: the path the fused one is compared with (`benchmarks/cpu_paths.py`, the tests)."""
     global _reference
     before, _reference = _reference, True
     try:
         yield
     finally:
         _reference = before
+
+
+class ConvChain(nn.Sequential):
+    """Convolutions in a row (each carrying its activation, folded BatchNorms left as identities), with
+    the chain's input added to its output when `residual`: a stage `run_stages` can run fused."""
+
+    residual = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        return x + y if self.residual else y
+
+    def fused_convolutions(self) -> list[FusedConv2d] | None:
+        """Its convolutions in order, or None while anything but fusable convolutions and identities is in it."""
+        convolutions = [layer for layer in self if isinstance(layer, FusedConv2d) and layer.fusable()]
+        return convolutions if len(convolutions) == sum(not isinstance(layer, nn.Identity) for layer in self) else None
+
+
+def run_stages(stages: Sequence[nn.Module], x: torch.Tensor, keep: Collection[int]) -> dict[int, torch.Tensor]:
+    """Run `stages` in order on `x` up to the last index in `keep`; return the outputs of those in `keep`.
+
+    On a CPU, with float32 pictures of at least `FUSED_MIN_PIXELS` pixels, the leading `ConvChain`
+    stages run fused, as one autograd function (`_ChainRun`); every other stage, and every stage
+    elsewhere, runs as a module. Nothing is checked off the CPU, so `torch.compile` traces the
+    network without a break.
+    """
+    last = max(keep)
+    chains: list[tuple[list[FusedConv2d], bool]] = []
+    if x.device.type == "cpu" and _fusable(x):
+        for index in range(last + 1):
+            stage = stages[index]
+            convolutions = stage.fused_convolutions() if isinstance(stage, ConvChain) else None
+            if convolutions is None:
+                break
+            chains.append((convolutions, stage.residual))
+    out: dict[int, torch.Tensor] = {}
+    if chains:
+        returned = sorted({index for index in keep if index < len(chains)} | {len(chains) - 1})
+        out = dict(zip(returned, _ChainRun.apply(x, chains, returned)))
+        x = out[len(chains) - 1]
+    for index in range(len(chains), last + 1):
+        x = out[index] = stages[index](x)
+    return {index: out[index] for index in keep}
+
+
+def _fusable(x: torch.Tensor) -> bool:
+    """Whether a network run on `x` (on the CPU) goes through oneDNN's fused operator."""
+    return (
+        not _reference and x.dim() == 4 and x.dtype == torch.float32 and x.shape[-2] * x.shape[-1] >= FUSED_MIN_PIXELS
+        and not torch.is_autocast_enabled("cpu") and torch.backends.mkldnn.is_available()
+    )
 
 
 class _Plan(NamedTuple):
@@ -102,7 +139,8 @@ class _Plan(NamedTuple):
 
 
 class FusedConv2d(nn.Conv2d):
-    """A convolution that may carry the activation after it (`activation`: "relu6" or None), fused on a CPU.
+    """A convolution that may carry the activation after it (`activation`: "relu6" or None), fused on a
+    CPU when its `ConvChain` runs through `run_stages`; called as a module, the plain convolution and activation.
 
     `extra_padding` is what a subclass pads the input by first, uneven if it likes (TensorFlow's
     "same" padding); the convolution's own padding is symmetric.
@@ -115,20 +153,18 @@ class FusedConv2d(nn.Conv2d):
         return 0, 0, 0, 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._fusable(x):
-            pads = self.extra_padding(*x.shape[-2:])
-            y = super().forward(F.pad(x, pads) if any(pads) else x)
-            return F.relu6(y) if self.activation == "relu6" else y
-        return _ConvActivation.apply(x, self.bias, self._plan(x))
+        pads = self.extra_padding(*x.shape[-2:])
+        y = super().forward(F.pad(x, pads) if any(pads) else x)
+        return F.relu6(y) if self.activation == "relu6" else y
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", activation={self.activation}" if self.activation else "")
 
-    def _fusable(self, x: torch.Tensor) -> bool:
+    def fusable(self) -> bool:
+        """Whether oneDNN can run it as planned: frozen float32 weights, zero padding, no dilation."""
         return (
-            x.device.type == "cpu" and not _reference and not _small.get() and x.dim() == 4 and x.dtype == self.weight.dtype == torch.float32
-            and not self.weight.requires_grad and self.padding_mode == "zeros" and self.dilation == (1, 1)
-            and isinstance(self.padding, tuple) and not torch.is_autocast_enabled("cpu") and torch.backends.mkldnn.is_available()
+            self.weight.dtype == torch.float32 and not self.weight.requires_grad and self.padding_mode == "zeros"
+            and self.dilation == (1, 1) and isinstance(self.padding, tuple)
         )
 
     def transposable(self) -> bool:
@@ -184,30 +220,72 @@ class FusedConv2d(nn.Conv2d):
         return weight.flip(-1, -2).contiguous(memory_format=torch.channels_last)
 
 
-class _ConvActivation(torch.autograd.Function):
-    """Convolution (+ ReLU6) forward as one oneDNN primitive; backward to the input only."""
+class _ChainRun(torch.autograd.Function):
+    """Chains of convolutions (+ ReLU6, + residual) forward as oneDNN primitives, backward to the input only.
+
+    `forward(x, chains, returned)`: `chains` are (convolutions, residual) in order; the outputs of the
+    chains at the indices `returned` come back. What the backward needs is kept per convolution: its
+    plan, its input where oneDNN's backward wants it (a strided layer), its output where ReLU6's
+    gradient does. The outputs handed back are detached twins of the kept tensors, so no kept tensor
+    holds this function's node (a reference cycle that only Python's garbage collector would free).
+    """
 
     @staticmethod
-    def forward(ctx, x, bias, plan):
-        y = torch.ops.mkldnn._convolution_pointwise(x, plan.packed, bias, plan.padding, plan.stride, [1, 1], plan.groups, plan.activation, plan.scalars, "")
-        ctx.plan = plan
-        # x is kept only where oneDNN's backward wants it (its shape); y for ReLU6's gradient
-        ctx.save_for_backward(x if plan.transposed is None else None, y if plan.scalars else None)
-        return y
+    def forward(ctx, x, chains, returned):
+        ctx.set_materialize_grads(False)
+        ctx.chains, ctx.returned, ctx.kept = chains, returned, []
+        keep = ctx.needs_input_grad[0]
+        outputs = []
+        for index, (convolutions, residual) in enumerate(chains):
+            start = x
+            for conv in convolutions:
+                plan = conv._plan(x)
+                y = torch.ops.mkldnn._convolution_pointwise(
+                    x, plan.packed, conv.bias, plan.padding, plan.stride, [1, 1], plan.groups, plan.activation, plan.scalars, ""
+                )
+                if keep:
+                    ctx.kept.append((plan, x if plan.transposed is None else None, y if plan.scalars else None))
+                x = y
+            if residual:
+                x = x + start
+            if index in returned:
+                outputs.append(x.detach())
+        return tuple(outputs)
 
     @staticmethod
-    def backward(ctx, grad):
-        plan: _Plan = ctx.plan
-        x, y = ctx.saved_tensors
-        if y is not None:  # ReLU6 passes the gradient where its output is strictly inside (0, 6), as its input was
-            grad = torch.ops.aten.hardtanh_backward(grad, y, 0.0, 6.0)
-        if plan.transposed is not None:
-            grad_x = torch.ops.mkldnn._convolution_pointwise(grad, plan.transposed, None, plan.padding, [1, 1], [1, 1], plan.groups, "none", [], "")
-        else:
-            grad_x = torch.ops.aten.convolution_backward(
-                grad, x, plan.weight, None, plan.stride, plan.padding, [1, 1], False, [0, 0], plan.groups, [True, False, False]
-            )[0]
-        return grad_x, None, None
+    @once_differentiable
+    def backward(ctx, *grads):
+        kept, ctx.kept = ctx.kept, None  # each layer's tensors go as soon as it is through
+        if kept is None:
+            raise RuntimeError("the fused CPU path keeps its activations for one backward pass only")
+        from_above = dict(zip(ctx.returned, grads))
+        grad = None
+        for index in reversed(range(len(ctx.chains))):
+            convolutions, residual = ctx.chains[index]
+            if from_above.get(index) is not None:
+                grad = from_above[index] if grad is None else grad + from_above[index]
+            layers = kept[len(kept) - len(convolutions):]
+            del kept[len(kept) - len(convolutions):]
+            if grad is None:  # nothing asked of this chain or any above it
+                continue
+            through = grad
+            owned = False  # autograd's gradient, or the one the residual adds back: never written over
+            for plan, x, y in reversed(layers):
+                if y is not None:  # ReLU6 passes the gradient where its output is strictly inside (0, 6), as its input was
+                    if owned:  # in place: 27-48% faster than into a new tensor (2-core Xeon)
+                        torch.ops.aten.hardtanh_backward.grad_input(grad, y, 0.0, 6.0, grad_input=grad)
+                    else:
+                        grad = torch.ops.aten.hardtanh_backward(grad, y, 0.0, 6.0)
+                if plan.transposed is not None:
+                    grad = torch.ops.mkldnn._convolution_pointwise(grad, plan.transposed, None, plan.padding, [1, 1], [1, 1], plan.groups, "none", [], "")
+                else:
+                    grad = torch.ops.aten.convolution_backward(
+                        grad, x, plan.weight, None, plan.stride, plan.padding, [1, 1], False, [0, 0], plan.groups, [True, False, False]
+                    )[0]
+                owned = True
+            if residual:
+                grad += through
+        return grad, None, None
 
 
 def fuse_activations(module: nn.Module) -> int:
