@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -50,6 +50,10 @@ from .session import StreamSession
 from .settings import LIVE_OOM_MIN_SIDE, LIVE_OOM_SHRINK, TemporalSettings
 
 T = TypeVar("T")
+# How long a round waits for a still-effect measurement it has just started: a mode that knows the
+# effect already (a `Dreamer` keeps it per size) answers within it, so its stream does not sit a
+# round out for the time a thread takes to start; a real measurement (a thumbnail dream) takes longer.
+_EFFECT_ANSWER_S = 0.01
 
 
 class FrameLost(StreamdreamError):
@@ -428,6 +432,8 @@ class LiveEngine:
         again, and the session fails with the error)."""
         session = job.session
         effect = self._measure_effect(session, job.image)
+        if effect is not None:
+            wait([effect], timeout=_EFFECT_ANSWER_S)
         if effect is None or effect.done():
             session._effect = None
             return False

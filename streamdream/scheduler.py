@@ -20,6 +20,7 @@ what the engine runs.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -185,7 +186,7 @@ def to_bucket(rgb: np.ndarray) -> np.ndarray:
 class Stream(Protocol):
     """What `tick` needs of a stream: `streamdream.session.StreamSession`'s two halves of a frame."""
 
-    def prepare(self, rgb: np.ndarray) -> Any: ...
+    def prepare(self, rgb: np.ndarray, *, at_once: bool = False) -> Any: ...
 
     def begin(self, prepared: Any) -> Any: ...  # a `StartedFrame`, whose `work` is planned
 
@@ -208,17 +209,20 @@ def tick(frames: Sequence[tuple[Stream, np.ndarray]], *, map_: Callable[..., Ite
 
     Each frame is padded to its bucket and prepared (its optical flow) through `map_` (the engine
     passes a thread pool's `map`: OpenCV's flow releases the GIL, so the streams' flows run in
-    parallel); then, on the calling thread, each is planned and the plans run as batches, under `lock`
-    (the engine's compute lock) when given; then each stream keeps its result and the padding is
+    parallel, and each stream's two flows at once while there is a core for every flow); then, on
+    the calling thread, each is planned and the plans run as batches, under `lock` (the engine's
+    compute lock) when given; then each stream keeps its result and the padding is
     cropped off. Every torch operation stays on the calling thread: a pool thread that ran one would
     keep an OpenMP team of its own and slow every step down (`runtime.on_own_thread`). A stream whose
     frame fails gets its error in its place; the others are served.
     """
 
+    at_once = 2 * len(frames) <= (os.cpu_count() or 1)  # each stream's two flows on two cores, while there are enough
+
     def prepare(item: tuple[Stream, np.ndarray]) -> Any:
         stream, rgb = item
         try:
-            return stream.prepare(to_bucket(rgb))
+            return stream.prepare(to_bucket(rgb), at_once=at_once)
         except Exception as error:  # noqa: BLE001 - handed to this stream's owner
             return error
 

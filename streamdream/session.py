@@ -116,8 +116,13 @@ class StreamSession:
         self._last_input = None
         self._previous = None
 
-    def prepare(self, rgb: np.ndarray) -> PreparedFrame:
-        """Decide how `rgb` (the frame after the last one prepared) starts; compute its flow if it is carried."""
+    def prepare(self, rgb: np.ndarray, *, at_once: bool = False) -> PreparedFrame:
+        """Decide how `rgb` (the frame after the last one prepared) starts; compute its flow if it is carried.
+
+        `at_once`: the two flows of the pair on two threads (`FlowEstimator.both_ways`), for a caller
+        whose other cores are idle meanwhile (the live engine's tick with few streams); not beside
+        model work, whose OpenMP threads slow down when a thread of theirs has to wait for a core.
+        """
         settings, flow = self.settings, self.flow
         serial, last = self._serial, self._last_input
         self._serial += 1
@@ -127,7 +132,7 @@ class StreamSession:
         if settings.flow == "none":
             return PreparedFrame(rgb, serial, settings, after=last[0])
         started = time.perf_counter()
-        flows = frame_flows(flow, last[1], rgb, check=settings.check)
+        flows = frame_flows(flow, last[1], rgb, check=settings.check, at_once=at_once)
         return PreparedFrame(rgb, serial, settings, after=last[0], flows=flows, flow_ms=1000 * (time.perf_counter() - started))
 
     def process(self, frame: np.ndarray | PreparedFrame) -> np.ndarray:

@@ -211,13 +211,14 @@ def test_the_file_pipeline_uses_the_sessions_one_flow_estimator_on_one_thread():
     clip = frames(5)
     session = StreamSession(RecordingMode(), preset("balanced"))
     estimator, threads = session.flow, []
+    flow = estimator._flow  # every flow, one or a pair, goes through it
 
-    def counting(src, dst):
+    def counting(dis, src, dst):
         threads.append(threading.current_thread().name)
-        return estimator(src, dst)
+        return flow(dis, src, dst)
 
-    session.flow = counting
+    estimator._flow = counting
     source = [Frame(image, pts=i, time_base=fractions.Fraction(1, 30), index=i) for i, image in enumerate(clip)]
     assert run_file(source, session, lambda image, frame: None) == 5
     assert len(threads) == 2 * 4  # backward and forward flow of each frame pair, computed once
-    assert set(threads) == {"streamdream-read"}
+    assert set(threads) == {"streamdream-read"}  # not the pair threads: the reader runs beside the model

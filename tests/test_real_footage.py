@@ -71,14 +71,14 @@ def test_evaluate_judges_with_a_flow_the_renderer_does_not_use(tmp_path, monkeyp
     clip = make_clip("pan", tmp_path / "pan.mp4", size=(96, 64), fps=24, seconds=0.25, audio=False)
     frames = [f.image for f in read_frames(clip)]
 
-    judge_call = flow_module.FlowEstimator.__call__
+    judge_flow = flow_module.FlowEstimator._flow  # every flow, one or a pair, goes through it
 
     def judge_only(estimator, *args, **kwargs):
         if type(estimator) is not flow_module.JudgeFlow:
             raise AssertionError("DIS, the renderer's flow, was used")
-        return judge_call(estimator, *args, **kwargs)
+        return judge_flow(estimator, *args, **kwargs)
 
-    monkeypatch.setattr(flow_module.FlowEstimator, "__call__", judge_only)
+    monkeypatch.setattr(flow_module.FlowEstimator, "_flow", judge_only)
     assert main(["evaluate", str(clip), str(clip), "--json"]) == 0
     assert '"cuts": 0' in capsys.readouterr().out
     with pytest.raises(AssertionError, match="renderer's flow"):  # while the renderer does use it

@@ -28,7 +28,7 @@ def in_frame_mask(flow: torch.Tensor) -> torch.Tensor:
     return inside.unsqueeze(1).to(flow.dtype)
 
 
-def occlusion_mask(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
+def occlusion_mask(forward: torch.Tensor, backward: torch.Tensor, *, grid: torch.Tensor | None = None) -> torch.Tensor:
     """Return the B x 1 x H x W certainty (1 = trustworthy, 0 = not) of the `backward` flow.
 
     `forward` is the flow previous -> current and `backward` the flow current -> previous, both
@@ -42,19 +42,22 @@ def occlusion_mask(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tenso
     * or x + w(x) falls outside the previous frame.
 
     Thresholds grow with the flow magnitude because flow error grows with motion. Gradients are
-    central differences, as in the authors' consistencyChecker.
+    central differences, as in the authors' consistencyChecker. `grid`: the backward flow's
+    `sample_grid`, if the caller has it. Squares are products (a frame's plan runs this on every
+    carried frame: `pow` took longer for the same numbers).
     """
     if forward.shape != backward.shape:
         raise ValueError(
             f"forward {tuple(forward.shape)} and backward {tuple(backward.shape)} flows differ"
         )
     w = backward
-    w_hat = warp(forward, w)
-    w_sq = w.pow(2).sum(dim=1, keepdim=True)
-    round_trip = (w + w_hat).pow(2).sum(dim=1, keepdim=True)
-    disoccluded = round_trip > 0.01 * (w_sq + w_hat.pow(2).sum(dim=1, keepdim=True)) + 0.5
+    w_hat = warp(forward, w, grid=grid)
+    w_sq = (w * w).sum(dim=1, keepdim=True)
+    there_and_back = w + w_hat
+    round_trip = (there_and_back * there_and_back).sum(dim=1, keepdim=True)
+    disoccluded = round_trip > 0.01 * (w_sq + (w_hat * w_hat).sum(dim=1, keepdim=True)) + 0.5
     grad_y, grad_x = torch.gradient(w, dim=(2, 3))
-    grad_sq = (grad_x.pow(2) + grad_y.pow(2)).sum(dim=1, keepdim=True)
+    grad_sq = (grad_x * grad_x + grad_y * grad_y).sum(dim=1, keepdim=True)
     boundary = grad_sq > 0.01 * w_sq + 0.002
     trusted = ~(disoccluded | boundary)
     return trusted.to(w.dtype) * in_frame_mask(w)

@@ -11,14 +11,15 @@ import torch
 import torch.nn.functional as F
 
 
-def warp(image: torch.Tensor, flow: torch.Tensor, *, mode: str = "bilinear") -> torch.Tensor:
+def warp(image: torch.Tensor, flow: torch.Tensor, *, mode: str = "bilinear", grid: torch.Tensor | None = None) -> torch.Tensor:
     """Return out with out(x) = image(x + flow(x)), bilinear (or `mode="bicubic"`), edges clamped (border padding).
 
     `image` is B x C x H x W, `flow` B x 2 x H x W in pixels (dx, dy). Typical use is
     `warp(prev_output, backward_flow)` with the flow from the current frame to the previous one,
     which lays the previous output over the current frame. Shape, dtype and device of `image`
     are kept. Half-precision images are sampled in float32: a float16 grid cannot address
-    pixels precisely in frames wider than about a thousand pixels.
+    pixels precisely in frames wider than about a thousand pixels. `grid`: the flow's
+    `sample_grid`, for a caller that warps several images along one flow (`Motion`).
 
     Bilinear sampling at a fractional offset is a small blur, bicubic a sharper lookup that
     overshoots at edges; `Motion.carry` (see `motion.CARRY_SAMPLING`) and the judge
@@ -34,14 +35,15 @@ def warp(image: torch.Tensor, flow: torch.Tensor, *, mode: str = "bilinear") -> 
             f"image {tuple(image.shape)} and flow {tuple(flow.shape)} differ in batch or size"
         )
     dtype = torch.float64 if image.dtype == torch.float64 else torch.float32
-    grid = _sample_grid(flow.to(dtype))
+    if grid is None or grid.dtype != dtype:  # (a float64 image wants a float64 grid)
+        grid = sample_grid(flow.to(dtype))
     out = F.grid_sample(
         image.to(dtype), grid, mode=mode, padding_mode="border", align_corners=False
     )
     return out.to(image.dtype)
 
 
-def _sample_grid(flow: torch.Tensor) -> torch.Tensor:
+def sample_grid(flow: torch.Tensor) -> torch.Tensor:
     """Turn a B x 2 x H x W pixel flow into the B x H x W x 2 normalised grid of `grid_sample`.
 
     Pixel (i, j) has its centre at integer coordinates (x=j, y=i), as in OpenCV's flow. With
