@@ -11,6 +11,9 @@ round. Also measured:
 - `kept_memory`: the product's step in new processes, glibc's default malloc against
   `runtime.keep_freed_memory` (which `configure` sets on the CPU, as it is for every row here), taking
   turns over the rounds: `default_ms`, `kept_ms`, and their ratio in each round;
+- `flow_pair_ms`: a carried frame's two optical flows at --resolution (the renderer's DIS on a
+  generated pan, `FlowEstimator.both_ways`), one after the other and at once on two threads (what the
+  live engine does while it has a core per flow), taking turns over the rounds;
 - `second_thread_ms`: the chosen path's step on a new thread while the thread that ran the rows above
   keeps its OpenMP team (what the live engine suffered before `runtime.on_own_thread`), against the
   same step on that thread;
@@ -51,6 +54,8 @@ import torch  # noqa: E402
 from streamdream.models import create_model, layout  # noqa: E402
 from streamdream.models.fused import reference_path  # noqa: E402
 from streamdream.runtime import configure, keep_freed_memory, on_own_thread  # noqa: E402
+from streamdream.samples.make import camera_frames  # noqa: E402
+from streamdream.temporal import FlowEstimator  # noqa: E402
 from streamdream.settings import DEFAULT_BUILTIN_STYLE, STYLE_METHOD  # noqa: E402
 
 LAYER = "blocks.4"
@@ -119,6 +124,22 @@ def run(resolution: str, repeats: int, threads: int | None, compile_: bool) -> d
         report["compile"] = {"compile_and_first_steps_s": round(time.perf_counter() - started, 1), "first_ms": round(first, 1),
                              "step_ms": round(step_ms(compiled, size, chosen.memory_format, None, repeats), 1)}
     return report
+
+
+def flow_pair_ms(resolution: str, repeats: int) -> dict:
+    width, height = (int(v) for v in resolution.split("x"))
+    frames = camera_frames("pan", (width, height), repeats + 1)[0]
+    estimator = FlowEstimator()
+    timings: dict[str, list[float]] = {"one_after_the_other": [], "at_once": []}
+    for _ in range(ROUNDS):
+        for label in timings:
+            at_once = label == "at_once"
+            estimator.both_ways(frames[0], frames[1], at_once=at_once)  # warm-up
+            started = time.perf_counter()
+            for previous, current in zip(frames, frames[1:]):
+                estimator.both_ways(previous, current, at_once=at_once)
+            timings[label].append(1000 * (time.perf_counter() - started) / repeats)
+    return {label: round(statistics.median(values), 2) for label, values in timings.items()}
 
 
 def kept_memory(resolution: str, repeats: int) -> dict:
@@ -227,6 +248,7 @@ def main() -> None:
         return
     configure("cpu")
     report = on_own_thread(run, args.resolution, args.repeats, args.threads, args.compile_)
+    report["flow_pair_ms"] = flow_pair_ms(args.resolution, 4 * args.repeats)
     report["kept_memory"] = kept_memory(args.resolution, args.repeats)
     if args.targets:
         report["laptop_path"] = targets(args.frames, args.runs)
