@@ -66,6 +66,11 @@ class FrameMode(ABC):
         stream grown from nothing is held at (`EffectHold`); None: not known (the stream is not held)."""
         return None
 
+    def knows_still_effect(self, image: torch.Tensor) -> bool:
+        """Whether `still_effect(image)` has its answer already, without running the model: the live
+        engine then lets the round ask it instead of measuring it on a thread of its own."""
+        return False
+
     def still(self, rgb: np.ndarray, seed: int | None = 0) -> np.ndarray:
         """The mode's still of a picture (H x W x 3 uint8 in and out): what a stream's first frame gets."""
         return to_rgb(self.first_frame(to_tensor(rgb, self.device), make_generator(seed)))

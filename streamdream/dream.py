@@ -142,15 +142,25 @@ class Dreamer(WarmStartMode):
         size, objective), hardly on the picture, so one thumbnail dream answers for every frame. It
         runs eagerly, outside the captured steps, so it may run beside a batch of live frames.
         """
-        height, width = image.shape[-2:]
-        scale = min(1.0, EFFECT_PROBE_SIDE / max(height, width))
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        size = self._probe_size(image)
         with self._probe_lock:
             if size not in self._still_effects:
                 thumbnail = torch.nn.functional.interpolate(image.to(self.device), size=size, mode="area")
                 call = replace(self.call(thumbnail, generator=make_generator(0)), graphs=None)
                 self._still_effects[size] = float((call.run() - thumbnail).abs().mean())
             return self._still_effects[size]
+
+    def knows_still_effect(self, image: torch.Tensor) -> bool:
+        """Whether the thumbnail dream of pictures like `image` is measured and kept (read without the
+        probe's lock, which a measurement holds for the whole dream)."""
+        return self._probe_size(image) in self._still_effects
+
+    @staticmethod
+    def _probe_size(image: torch.Tensor) -> tuple[int, int]:
+        """The size of `still_effect`'s thumbnail of `image`: at most `EFFECT_PROBE_SIDE` px."""
+        height, width = image.shape[-2:]
+        scale = min(1.0, EFFECT_PROBE_SIDE / max(height, width))
+        return max(1, round(height * scale)), max(1, round(width * scale))
 
     def carried(self, previous_input: torch.Tensor, previous_output: torch.Tensor) -> torch.Tensor:
         """The dream's residual: re-anchored on the new frame, it keeps the dream and follows the picture."""

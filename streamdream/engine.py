@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -50,10 +50,6 @@ from .session import StreamSession
 from .settings import LIVE_OOM_MIN_SIDE, LIVE_OOM_SHRINK, TemporalSettings
 
 T = TypeVar("T")
-# How long a round waits for a still-effect measurement it has just started: a mode that knows the
-# effect already (a `Dreamer` keeps it per size) answers within it, so its stream does not sit a
-# round out for the time a thread takes to start; a real measurement (a thumbnail dream) takes longer.
-_EFFECT_ANSWER_S = 0.01
 
 
 class FrameLost(StreamdreamError):
@@ -412,16 +408,19 @@ class LiveEngine:
 
     def _measure_effect(self, session: LiveSession, image: np.ndarray) -> Future | None:
         """The measurement of the still effect the session's next carried frame asks its mode for,
-        started if need be (None: it asks for none), on `image` as a round sees it (fitted, padded to
-        its bucket), so a `Dreamer` keeps it for that size and the round finds it. It runs on a thread
-        of its own; on a CUDA device under the compute lock, since eager work beside a round that
-        captures a CUDA graph would break the capture."""
+        started if need be (None: there is nothing to wait for), on `image` as a round sees it (fitted,
+        padded to its bucket), so a `Dreamer` keeps it for that size and the round finds it. It runs on
+        a thread of its own; on a CUDA device under the compute lock, since eager work beside a round
+        that captures a CUDA graph would break the capture. A mode that knows the answer already is
+        left to the round: a thread just started to look it up could make the stream sit a round out."""
         stream = session.stream
         if not stream.asks_still_effect():
             return None
         mode = stream.mode
         if session._effect is None or session._effect[0] is not mode:
             tensor = to_tensor(to_bucket(_fit(image, session.working_side)), mode.device)
+            if mode.knows_still_effect(tensor):
+                return None
             lock = self._lock if torch.device(mode.device).type == "cuda" else contextlib.nullcontext()
             session._effect = (mode, _measured(mode, tensor, lock, self._wake))
         return session._effect[1]
@@ -432,8 +431,6 @@ class LiveEngine:
         again, and the session fails with the error)."""
         session = job.session
         effect = self._measure_effect(session, job.image)
-        if effect is not None:
-            wait([effect], timeout=_EFFECT_ANSWER_S)
         if effect is None or effect.done():
             session._effect = None
             return False
@@ -542,6 +539,9 @@ class _Serialized(FrameMode):
     def still_effect(self, image: torch.Tensor) -> float | None:
         with self._lock:
             return self.mode.still_effect(image)
+
+    def knows_still_effect(self, image: torch.Tensor) -> bool:
+        return self.mode.knows_still_effect(image)
 
     def _locked(self, work: Work) -> torch.Tensor:
         with self._lock:

@@ -336,6 +336,28 @@ def test_a_newcomer_s_still_effect_is_measured_beside_the_rounds_and_holds_up_no
     assert new.wait(second, timeout=30).image[0, 0, 0] == 51
 
 
+def test_a_still_effect_the_mode_knows_already_is_asked_by_the_round_not_a_measuring_thread(engine):
+    """A mode that has the answer (a `Dreamer` keeps its thumbnail's effect per size) is asked in the
+    round: no measuring thread is started, whose start the stream's carried frame would have had to wait for."""
+
+    class Answered(Measured):
+        def __init__(self) -> None:
+            super().__init__(known=True)
+            self.threads: list[str] = []
+
+        def knows_still_effect(self, image):
+            return True
+
+        def still_effect(self, image):
+            self.threads.append(threading.current_thread().name)
+            return super().still_effect(image)
+
+    answered = Answered()
+    live = engine.open(answered, HELD)
+    assert [live.wait(live.submit(frame(v)), timeout=30).image[0, 0, 0] for v in (1, 2, 3)] == [1, 2, 3]
+    assert answered.threads and not any(name.startswith("streamdream-effect") for name in answered.threads)
+
+
 def test_a_still_effect_that_cannot_be_measured_fails_its_session_alone(engine):
     broken = Measured(fails=True)
     broken.known.set()

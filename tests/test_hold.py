@@ -50,8 +50,10 @@ def test_still_effect_is_a_still_dream_of_a_thumbnail_measured_once(monkeypatch)
     real_run = OptimizeCall.run
     monkeypatch.setattr(OptimizeCall, "run", lambda call, progress=None: runs.append(call.image.shape) or real_run(call, progress))
 
+    assert not dreamer.knows_still_effect(photo)
     measured = dreamer.still_effect(photo)
     assert runs == [(1, 3, EFFECT_PROBE_SIDE, EFFECT_PROBE_SIDE)]  # one dream, of a thumbnail
+    assert dreamer.knows_still_effect(torch.flip(photo, dims=[-1])) and not dreamer.knows_still_effect(photo[..., :100, :])
     thumbnail = torch.nn.functional.interpolate(photo, size=(EFFECT_PROBE_SIDE,) * 2, mode="area")
     still = real_run(dreamer.call(thumbnail, generator=make_generator(0)))
     assert measured == pytest.approx(float((still - thumbnail).abs().mean()), rel=1e-6)
