@@ -34,7 +34,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -49,7 +49,6 @@ from .models.layout import fastest_cpu_dtype
 from .runtime import on_own_thread, resolve_device
 from .settings import BUILTIN_STYLE, NET_STRENGTH_RANGE, STYLE_METHODS, StyleSettings, TemporalSettings
 from .style import Picture, Source, Stylizer, keep_colors, normalized, painting_rgb, sources
-from .temporal import Motion
 
 EMBEDDINGS_KEPT = 64  # paintings whose embedding a process keeps (400 bytes each)
 
@@ -285,7 +284,7 @@ class NetStylizer(WarmStartMode):
         if not bool(motion.mask.any()):
             return self.plan_first_frame(image, generator)
         certain = (motion.mask if motion.known is None else motion.known * motion.mask).clamp(0.0, 1.0)
-        motion = Motion(motion.backward, certain + (1.0 - certain) * self.rejected_keep)
+        motion = replace(motion, mask=certain + (1.0 - certain) * self.rejected_keep, known=None)  # the flow's grid kept
         return super().plan_next_frame(image, previous_input, previous_output, motion, settings, generator)
 
     def still_effect(self, image: torch.Tensor) -> float:
