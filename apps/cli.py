@@ -9,6 +9,7 @@ torch is still loading ends as cleanly as one during a render.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -44,6 +45,29 @@ def _files(args: argparse.Namespace, names: Sequence[str]) -> Iterator[str]:
         for item in value if isinstance(value, list) else [value]:
             if item is not None:
                 yield str(item)
+
+
+def _load_torch() -> None:
+    """Import torch with Python's cyclic garbage collector paused, then freeze what the import made.
+
+    Why: importing torch makes about 270,000 container objects, nearly all of which live as long as
+    the process. The collector walked all of them in its automatic collections along the way and again
+    in the final one at exit: about 0.4 s of a one-shot command's 2 s start-up on the 2-core Xeon.
+    `gc.freeze` moves them out of its sight for good, with the few thousand reference cycles the import
+    leaves behind (collecting those first would cost 0.1 s; the process's peak memory is the same).
+    Only when this call is what imports torch: in a process that has it already (the tests'), nothing
+    else is frozen.
+    """
+    if "torch" in sys.modules:
+        return
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        import torch  # noqa: F401
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -82,6 +106,7 @@ def _main(argv: Sequence[str] | None) -> int:
         inputs = [name for name in _files(args, getattr(args, "inputs", ())) if Path(name).exists()]
         with claim_outputs(_files(args, getattr(args, "outputs", ())), inputs, overwrite=getattr(args, "overwrite", False)):
             if hasattr(args, "device") and getattr(args, "ray", None) is None:  # (--ray: each worker sets up its own) the one place the command line sets up torch (threads, cuDNN autotuning)
+                _load_torch()
                 from streamdream.runtime import configure
 
                 args.device = configure(args.device)

@@ -122,6 +122,39 @@ def test_fused_gradients_of_some_of_the_layers_asked_for_are_eager_ones(both, as
     assert eager.abs().max() > 0 and (fast - eager).abs().mean() <= 1e-3 * eager.abs().mean()
 
 
+class _PaddedUnevenly(FusedConv2d):
+    """Pads by one more row and column at the bottom and right before padding by its own `padding`."""
+
+    def extra_padding(self, height: int, width: int) -> tuple[int, int, int, int]:
+        return 0, 1, 0, 1
+
+
+@pytest.mark.parametrize("channels", [3, 8])
+def test_a_strided_convolution_padded_unevenly_has_the_eager_gradient(channels):
+    """A strided convolution padded unevenly and by its own padding too (EfficientNet-Lite's strided
+    layers pad only unevenly) gives the output and gradient its module gives: the fused path's kernel
+    with zero taps (`FusedConv2d._unpadded`) stands for both paddings."""
+    generator = torch.Generator().manual_seed(2)
+    conv = _PaddedUnevenly(channels, 16, 3, stride=2, padding=1).requires_grad_(False)
+    conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator))
+    conv.activation = "relu6"
+    chain = fused.ConvChain(conv)
+    image = torch.rand(2, channels, 70, 91, generator=generator).contiguous(memory_format=torch.channels_last)
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        x = image.clone().requires_grad_(True)
+        y = fused.run_stages([chain], x, [0])[0]
+        return y, torch.autograd.grad(y.pow(2).sum(), x)[0]
+
+    fast, fast_gradient = run()
+    with reference_path():
+        eager, eager_gradient = run()
+    assert fast.shape == (2, 16, 36, 46) and 0 < eager.mean() < 6
+    torch.testing.assert_close(fast, eager, rtol=1e-5, atol=1e-5)
+    assert fast_gradient.shape == image.shape and eager_gradient.abs().max() > 0
+    assert (fast_gradient - eager_gradient).abs().mean() <= 1e-5 * eager_gradient.abs().mean()
+
+
 def test_a_fused_step_leaves_no_garbage_and_backpropagates_once(both):
     """The fused run keeps its activations until its backward and lets them go there, or with its
     outputs when no backward comes, without a reference cycle (one would hold a step's activations

@@ -122,10 +122,14 @@ class Backbone(nn.Module):
         """Run one small probe to learn every layer's channel count and stride.
 
         Strides are powers of two; rounding in log space absorbs the pixels that unpadded layers trim.
+        The probe runs module by module: through `run_stages` it could take the fused CPU path, which
+        would make oneDNN plans for a size nothing else uses (40 ms of a one-shot command).
         """
         size = self.probe_size
         x = torch.zeros(1, 3, size, size)
-        feats = self.forward(x, self.stage_names)
+        feats = {}
+        for n, stage in zip(self.stage_names, self.stages):
+            x = feats[n] = stage(x)
         info = {INPUT: LayerInfo(INPUT, 3, 1)}
         for n in self.stage_names:
             f = feats[n]
