@@ -98,25 +98,33 @@ class Measured:
     results: list[Results]  # per stream
     dropped: list[int]  # per stream: camera frames replaced before the engine took them
     mean_batch: float  # frames per optimizer call once every stream was running (first frames left out)
+    since: float | None  # when every stream had a result after its first (`time.perf_counter()`): steady from then on
 
 
 def measure(modes: list[FrameMode], settings: TemporalSettings, clips: list[list[np.ndarray]], frames: int, source_fps: float,
             deadline: float | None) -> Measured:
     """Feed one live stream per mode its camera at `source_fps` through one live engine until every
-    stream has `frames` results after its first."""
+    stream has `frames` results from the moment all of them are past their first (`Measured.since`).
+
+    Until then a stream that started warm (its mode measured before) shares the machine with the
+    others' first frames and still-effect measurements: counting its results from its own second one
+    on would put the others' start in its steady frame rate."""
     results: list[Results] = [[] for _ in modes]
     done, running = threading.Event(), threading.Event()
+    since: list[float] = []
     sessions = []
 
     def collector(i: int):
         def collect(result: LiveResult) -> None:
-            results[i].append((result, vars(sessions[i].stream.timings).copy(), time.perf_counter()))
-            least = min(len(r) for r in results)
-            if least >= 1:
+            now = time.perf_counter()
+            results[i].append((result, vars(sessions[i].stream.timings).copy(), now))
+            if not since and min(len(r) for r in results) >= 2:
+                since.append(now)
                 running.set()
-            if least == len(results[i]) and not done.is_set():  # this stream was among the slowest: the count moved
-                print(f"\r{least - 1}/{frames} frames" + (f" on each of {len(modes)} sessions" if len(modes) > 1 else ""), end="", file=sys.stderr)
-            if least > frames:
+            counts = [sum(t >= since[0] for _, _, t in r) if since else 0 for r in results]
+            if min(counts) == counts[i] and not done.is_set():  # this stream was among the slowest: the count moved
+                print(f"\r{counts[i]}/{frames} frames" + (f" on each of {len(modes)} sessions" if len(modes) > 1 else ""), end="", file=sys.stderr)
+            if min(counts) >= frames:
                 done.set()
         return collect
 
@@ -132,7 +140,7 @@ def measure(modes: list[FrameMode], settings: TemporalSettings, clips: list[list
             time.sleep(1.0 / source_fps)
         steps, batched = engine.steps - (counted or (0, 0))[0], engine.batched - (counted or (0, 0))[1]
     print(file=sys.stderr)
-    return Measured(results, [session.dropped for session in sessions], batched / steps if steps else 0.0)
+    return Measured(results, [session.dropped for session in sessions], batched / steps if steps else 0.0, since[0] if since else None)
 
 
 def visitor_looks(count: int) -> list[Look]:
@@ -267,9 +275,10 @@ def run_on_ray(device: str, resolution: str, frames: int, preset_name: str, sess
         fleet.close()
 
 
-def steady(results: Results, frames: int, resolution: str) -> Results:
-    """The results after the first (a still dream, or a cold start), at most `frames` of them."""
-    kept = results[1 : frames + 1]
+def steady(results: Results, frames: int, resolution: str, since: float | None = None) -> Results:
+    """The results after the first (a still dream, or a cold start) and, given `since`, from then on
+    (`Measured.since`), at most `frames` of them."""
+    kept = [r for r in results[1:] if since is None or r[2] >= since][:frames]
     if len(kept) < 2:
         raise TimeoutError(f"{len(kept)} steady {resolution} frames before the deadline, at least 2 needed")
     return kept
@@ -321,7 +330,7 @@ def run(
     if modes[0].device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     alone = measure(modes[:1], preset(name), clips[:1], frames, source_fps, deadline)
-    kept = steady(alone.results[0], frames, resolution)
+    kept = steady(alone.results[0], frames, resolution, alone.since)
     latencies = np.array([r.latency_ms for r, _, _ in kept])
     report = {
         "device": str(modes[0].device),
@@ -343,7 +352,7 @@ def run(
     if sessions == 1:
         return report
     many = measure(modes, preset(name), clips, frames, source_fps, deadline)
-    kept_each = [steady(r, frames, resolution) for r in many.results]
+    kept_each = [steady(r, frames, resolution, many.since) for r in many.results]
     per_session = [fps(k) for k in kept_each]
     return {
         **{key: report[key] for key in ("device", "mode", "resolution", "preset", "source_fps")},
