@@ -24,7 +24,10 @@ round. Also measured:
   PyTorch's eager convolutions, `_eager`), live style by the
   default method and built-in style at 320x240 (the issue's "style: its own figures"), and `streamdream dream`
   on the 512 px astronaut end to end (a new process each time, after one warm-up run that fills the file
-  cache), with the same command on a 16 px picture for what start-up alone costs.
+  cache), with the same command on a 16 px picture for what start-up alone costs; with --python, the
+  command of another environment's interpreter, e.g. one with PyTorch's CPU build as the README's
+  CPU-only section installs it (it starts 0.3-0.4 s sooner than the default CUDA build); `still_torch`
+  says which PyTorch ran it.
 
 Prints one JSON object, with the processor it ran on.
 
@@ -32,6 +35,7 @@ Prints one JSON object, with the processor it ran on.
     python benchmarks/cpu_paths.py --resolution 160x120 --threads 1
     python benchmarks/cpu_paths.py --compile
     python benchmarks/cpu_paths.py --targets
+    python benchmarks/cpu_paths.py --targets --python ~/cpu-venv/bin/python
 """
 
 from __future__ import annotations
@@ -170,10 +174,14 @@ def one_step_ms(resolution: str, repeats: int, memory: str) -> float:
     return on_own_thread(measure)
 
 
-def dream_command_s(picture: Path, runs: int) -> list[float]:
+def dream_command_s(picture: Path, runs: int, python: str | None) -> list[float]:
     """Seconds of `streamdream dream PICTURE -o OUT` as the user waits for it, each in a new process,
-    after one unmeasured run (the file cache, the CPU choices of `models.layout`)."""
-    command = [shutil.which("streamdream") or sys.executable, *([] if shutil.which("streamdream") else ["-m", "streamdream.apps.cli"])]
+    after one unmeasured run (the file cache, the CPU choices of `models.layout`); `python`: that
+    interpreter's `streamdream` instead of this environment's."""
+    if python is not None:
+        command = [python, "-m", "streamdream.apps.cli"]
+    else:
+        command = [shutil.which("streamdream") or sys.executable, *([] if shutil.which("streamdream") else ["-m", "streamdream.apps.cli"])]
     seconds = []
     with tempfile.TemporaryDirectory() as folder:
         for run_ in range(runs + 1):
@@ -194,7 +202,7 @@ def sessions_figures(measured: dict) -> dict:
     return {"fps_each": round(min(measured["per_session_fps"]), 1), "p95_ms": round(max(measured["latency_p95_ms"]), 1)}
 
 
-def targets(frames: int, runs: int) -> dict:
+def targets(frames: int, runs: int, python: str | None) -> dict:
     """The issue's figures on this machine, each with its target and whether it is met."""
     import numpy as np
     import skimage.data
@@ -213,7 +221,7 @@ def targets(frames: int, runs: int) -> dict:
         photo, tiny = Path(folder) / "astronaut.png", Path(folder) / "tiny.png"
         Image.fromarray(skimage.data.astronaut()).save(photo)  # 512 x 512
         Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(tiny)
-        still, start = dream_command_s(photo, runs), dream_command_s(tiny, runs)
+        still, start = dream_command_s(photo, runs, python), dream_command_s(tiny, runs, python)
     figures = {
         "live_320x240": live_figures(single),
         "live_320x240_eager": live_figures(single_eager),
@@ -221,6 +229,9 @@ def targets(frames: int, runs: int) -> dict:
         "sessions_4_160x120_eager": sessions_figures(several_eager),
         f"live_style_{STYLE_METHOD}_320x240": {"fps": round(style["fps"], 1), "p95_ms": round(style["latency_p95_ms"], 1)},
         "still_512_s": still,
+        "still_torch": torch.__version__ if python is None else subprocess.run(
+            [python, "-c", "import torch; print(torch.__version__)"], check=True, capture_output=True, text=True
+        ).stdout.strip(),
         "startup_16px_s": start,
     }
     met = {
@@ -241,8 +252,11 @@ def main() -> None:
     parser.add_argument("--targets", action="store_true", help="also measure issue #24's figures: live fps, four sessions, a still end to end (about 2 min)")
     parser.add_argument("--frames", type=int, default=120, help="--targets: live results per run (default %(default)s)")
     parser.add_argument("--runs", type=int, default=3, help="--targets: timed runs of each command (default %(default)s)")
+    parser.add_argument("--python", help="--targets: time the still with this interpreter's streamdream (e.g. a venv with PyTorch's CPU build; default: this one's)")
     parser.add_argument("--one-step", choices=("default", "kept"), help=argparse.SUPPRESS)  # kept_memory's child process
     args = parser.parse_args()
+    if args.python is not None and shutil.which(args.python) is None:
+        parser.error(f"--python {args.python}: no such interpreter")
     if args.one_step:
         print(one_step_ms(args.resolution, args.repeats, args.one_step))
         return
@@ -251,7 +265,7 @@ def main() -> None:
     report["flow_pair_ms"] = flow_pair_ms(args.resolution, 4 * args.repeats)
     report["kept_memory"] = kept_memory(args.resolution, args.repeats)
     if args.targets:
-        report["laptop_path"] = targets(args.frames, args.runs)
+        report["laptop_path"] = targets(args.frames, args.runs, args.python)
     print(json.dumps(report))
 
 

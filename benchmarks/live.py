@@ -5,8 +5,10 @@ sessions of one `LiveEngine` (newest frame wins, stale frames dropped), which dr
 `--sessions N`, N cameras with different objectives and strengths share the engine's batched
 scheduler, after one session alone with the same settings in the same run (`scaling` compares
 the two). Prints progress on stderr and one JSON object on its last line. The first frame of a
-session (a full still dream, or a cold start) is left out of the steady-state figures. `run()` is
-the same measurement for other scripts (`benchmarks/suite.py`).
+session (a full still dream, or a cold start) is left out of the steady-state figures, and with
+several sessions every session's figures start once all of them are past their first (the session
+measured alone before starts warm, and would otherwise count the others' start as its own). `run()`
+is the same measurement for other scripts (`benchmarks/suite.py`).
 
 With `--ray [ADDRESS]`, the N visitors go through the web app's seats (`admission.LiveRoom`) twice in
 one run, each in a loop of its own that sends its camera's next frame when the last came back (as a
