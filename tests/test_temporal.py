@@ -251,6 +251,21 @@ def test_fill_holes_keeps_known_values_and_fills_from_the_nearest() -> None:
     torch.testing.assert_close(fill_holes(constant * known, known), constant)  # a hole in one colour closes in it
 
 
+def test_a_small_holes_fill_is_its_own_neighbourhoods_however_deep_the_others_go() -> None:
+    """A hole two pixels wide is filled from the levels around it alone: with a far, large hole as well
+    (which the fill has to pull down many levels for) its values are the same, bit for bit, and with
+    nothing else missing the known pixels come back as they were."""
+    values = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    small = torch.ones(1, 1, 64, 64)
+    small[..., 10:12, 10:12] = 0
+    both = small.clone()
+    both[..., 36:64, 36:64] = 0
+    alone, beside = fill_holes(values, small), fill_holes(values, both)
+    assert torch.equal(alone[..., 10:12, 10:12], beside[..., 10:12, 10:12])
+    assert torch.equal(alone * small, values * small) and not torch.equal(alone, values)
+    assert torch.equal(fill_holes(values, torch.ones_like(small)), values)
+
+
 # --- occlusion_mask -----------------------------------------------------------------------
 
 
