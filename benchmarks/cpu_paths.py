@@ -174,14 +174,12 @@ def one_step_ms(resolution: str, repeats: int, memory: str) -> float:
     return on_own_thread(measure)
 
 
-def dream_command_s(picture: Path, runs: int, python: str | None) -> list[float]:
+def dream_command_s(picture: Path, runs: int, python: str) -> list[float]:
     """Seconds of `streamdream dream PICTURE -o OUT` as the user waits for it, each in a new process,
-    after one unmeasured run (the file cache, the CPU choices of `models.layout`); `python`: that
-    interpreter's `streamdream` instead of this environment's."""
-    if python is not None:
-        command = [python, "-m", "streamdream.apps.cli"]
-    else:
-        command = [shutil.which("streamdream") or sys.executable, *([] if shutil.which("streamdream") else ["-m", "streamdream.apps.cli"])]
+    after one unmeasured run (the file cache, the CPU choices of `models.layout`): the `streamdream`
+    beside the interpreter `python`, or that interpreter's `-m streamdream.apps.cli`."""
+    script = Path(python).parent / "streamdream"
+    command = [str(script)] if script.is_file() else [python, "-m", "streamdream.apps.cli"]
     seconds = []
     with tempfile.TemporaryDirectory() as folder:
         for run_ in range(runs + 1):
@@ -202,7 +200,7 @@ def sessions_figures(measured: dict) -> dict:
     return {"fps_each": round(min(measured["per_session_fps"]), 1), "p95_ms": round(max(measured["latency_p95_ms"]), 1)}
 
 
-def targets(frames: int, runs: int, python: str | None) -> dict:
+def targets(frames: int, runs: int, python: str) -> dict:
     """The issue's figures on this machine, each with its target and whether it is met."""
     import numpy as np
     import skimage.data
@@ -229,9 +227,7 @@ def targets(frames: int, runs: int, python: str | None) -> dict:
         "sessions_4_160x120_eager": sessions_figures(several_eager),
         f"live_style_{STYLE_METHOD}_320x240": {"fps": round(style["fps"], 1), "p95_ms": round(style["latency_p95_ms"], 1)},
         "still_512_s": still,
-        "still_torch": torch.__version__ if python is None else subprocess.run(
-            [python, "-c", "import torch; print(torch.__version__)"], check=True, capture_output=True, text=True
-        ).stdout.strip(),
+        "still_torch": subprocess.run([python, "-c", "import torch; print(torch.__version__)"], check=True, capture_output=True, text=True).stdout.strip(),
         "startup_16px_s": start,
     }
     met = {
@@ -252,10 +248,10 @@ def main() -> None:
     parser.add_argument("--targets", action="store_true", help="also measure issue #24's figures: live fps, four sessions, a still end to end (about 2 min)")
     parser.add_argument("--frames", type=int, default=120, help="--targets: live results per run (default %(default)s)")
     parser.add_argument("--runs", type=int, default=3, help="--targets: timed runs of each command (default %(default)s)")
-    parser.add_argument("--python", help="--targets: time the still with this interpreter's streamdream (e.g. a venv with PyTorch's CPU build; default: this one's)")
+    parser.add_argument("--python", default=sys.executable, help="--targets: time the still with this interpreter's streamdream (e.g. a venv with PyTorch's CPU build; default: this one)")
     parser.add_argument("--one-step", choices=("default", "kept"), help=argparse.SUPPRESS)  # kept_memory's child process
     args = parser.parse_args()
-    if args.python is not None and shutil.which(args.python) is None:
+    if shutil.which(args.python) is None:
         parser.error(f"--python {args.python}: no such interpreter")
     if args.one_step:
         print(one_step_ms(args.resolution, args.repeats, args.one_step))

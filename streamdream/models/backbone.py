@@ -122,17 +122,14 @@ class Backbone(nn.Module):
         """Run one small probe to learn every layer's channel count and stride.
 
         Strides are powers of two; rounding in log space absorbs the pixels that unpadded layers trim.
-        The probe runs module by module: through `run_stages` it could take the fused CPU path, which
-        would make oneDNN plans for a size nothing else uses (40 ms of a one-shot command).
+        The probe runs module by module: on the fused CPU path it would make oneDNN plans for a size
+        nothing else uses (40 ms of a one-shot command).
         """
         size = self.probe_size
-        x = torch.zeros(1, 3, size, size)
-        feats = {}
-        for n, stage in zip(self.stage_names, self.stages):
-            x = feats[n] = stage(x)
+        feats = run_stages(self.stages, torch.zeros(1, 3, size, size), range(len(self.stages)), fused=False)
         info = {INPUT: LayerInfo(INPUT, 3, 1)}
-        for n in self.stage_names:
-            f = feats[n]
+        for index, n in enumerate(self.stage_names):
+            f = feats[index]
             stride = 2 ** round(math.log2(size / f.shape[-1])) if f.dim() == 4 else 0
             info[n] = LayerInfo(n, f.shape[1], stride)
         for alias, target in self.aliases.items():

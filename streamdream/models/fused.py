@@ -88,17 +88,18 @@ class ConvChain(nn.Sequential):
         return convolutions if len(convolutions) == sum(not isinstance(layer, nn.Identity) for layer in self) else None
 
 
-def run_stages(stages: Sequence[nn.Module], x: torch.Tensor, keep: Collection[int]) -> dict[int, torch.Tensor]:
+def run_stages(stages: Sequence[nn.Module], x: torch.Tensor, keep: Collection[int], *, fused: bool = True) -> dict[int, torch.Tensor]:
     """Run `stages` in order on `x` up to the last index in `keep`; return the outputs of those in `keep`.
 
     On a CPU, with float32 pictures of at least `FUSED_MIN_PIXELS` pixels, the leading `ConvChain`
-    stages run fused, as one autograd function (`_ChainRun`); every other stage, and every stage
-    elsewhere, runs as a module. Nothing is checked off the CPU, so `torch.compile` traces the
+    stages run fused, as one autograd function (`_ChainRun`); every other stage, every stage
+    elsewhere, and every stage with `fused` False (a probe of a size nothing else runs, which would
+    only make plans), runs as a module. Nothing is checked off the CPU, so `torch.compile` traces the
     network without a break.
     """
     last = max(keep)
     chains: list[tuple[list[FusedConv2d], bool]] = []
-    if x.device.type == "cpu" and _fusable(x):
+    if fused and x.device.type == "cpu" and _fusable(x):
         for index in range(last + 1):
             stage = stages[index]
             convolutions = stage.fused_convolutions() if isinstance(stage, ConvChain) else None
